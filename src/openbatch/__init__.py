@@ -1,0 +1,5 @@
+"""OpenBatch: a self-hosted, wire-compatible AWS Batch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

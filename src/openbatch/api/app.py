@@ -1,0 +1,117 @@
+"""The ASGI application: AWS Batch REST-JSON routes, tag routes on the raw path, health."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from openbatch.api.auth import Authenticator
+from openbatch.api.errors import client_error, error_response, response_for
+from openbatch.api.operations import OPERATIONS, Services
+from openbatch.domain.errors import ValidationError
+from openbatch.service import tagging
+
+logger = logging.getLogger(__name__)
+_TAGS_PREFIX = "/v1/tags/"
+
+
+def _ok(payload: dict[str, Any]) -> Response:
+    return Response(
+        json.dumps(payload, separators=(",", ":")),
+        media_type="application/json",
+        headers={"x-amzn-RequestId": str(uuid.uuid4())},
+    )
+
+
+def create_app(
+    services: Services,
+    authenticator: Authenticator,
+    *,
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    extra_routes: list[Route] | None = None,
+) -> Starlette:
+    async def dispatch(request: Request) -> Response:
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        raw_path = raw_path.split("?", 1)[0]
+        # Clients may put the API under a path prefix (endpoint .../prefix/batch).
+        marker = raw_path.find("/v1/")
+        if marker < 0:
+            return client_error(f"Unknown operation: {request.method} {raw_path}")
+        route = raw_path[marker:]
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        try:
+            caller = authenticator.authenticate(request.method, raw_path, headers, body)
+        except Exception as exc:  # noqa: BLE001 - mapped to an AWS error shape
+            return response_for(exc, "authentication")
+        if route.startswith(_TAGS_PREFIX):
+            return _tags(services, caller, request, route, body)
+        if request.method != "POST":
+            return client_error(f"Operation {route} must be called with POST")
+        operation = OPERATIONS.get(route[len("/v1/") :].lower())
+        if operation is None:
+            return client_error(f"Unknown operation {route[len('/v1/'):]!r}")
+        try:
+            payload = _parse_json(body)
+            request_shape = operation.shape.model_validate(payload)
+            return _ok(operation.handler(services, caller, request_shape))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an AWS error shape
+            return response_for(exc, operation.name)
+
+    def _tags(services: Services, caller: Any, request: Request, route: str, body: bytes) -> Response:
+        arn = unquote(route[len(_TAGS_PREFIX) :])
+        jobs = getattr(services, "job_tags", None)
+        try:
+            if request.method == "GET":
+                return _ok(tagging.list_tags(services.ctx, jobs, arn))
+            if request.method == "POST":
+                payload = _parse_json(body)
+                tags = payload.get("tags")
+                if not isinstance(tags, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+                ):
+                    raise ValidationError("tags must be a map of string keys to string values")
+                return _ok(tagging.tag_resource(services.ctx, jobs, arn, tags))
+            if request.method == "DELETE":
+                keys = parse_qs(request.url.query, keep_blank_values=True).get("tagKeys", [])
+                return _ok(tagging.untag_resource(services.ctx, jobs, arn, keys))
+        except Exception as exc:  # noqa: BLE001
+            return response_for(exc, "Tagging")
+        return client_error(f"Method {request.method} is not allowed on {route}")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def not_found(request: Request) -> Response:
+        return error_response(404, "ResourceNotFoundException", f"No route for {request.url.path}")
+
+    routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
+    routes.append(Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE", "PUT"]))
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _parse_json(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except ValueError as exc:
+        raise ValidationError(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError("The request body must be a JSON object")
+    return value
+
+
+@asynccontextmanager
+async def no_lifespan(_app: Starlette) -> AsyncIterator[None]:
+    yield

@@ -1,0 +1,58 @@
+"""The ``openbatch`` command line."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import typer
+
+from openbatch.cli import logs_cmd
+from openbatch.config import Settings
+
+app = typer.Typer(
+    help="OpenBatch: a self-hosted, wire-compatible AWS Batch.", no_args_is_help=True, add_completion=False
+)
+app.command("logs")(logs_cmd.logs)
+
+DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="Where the SQLite store, logs and job work dirs live."),
+    database_url: str | None = typer.Option(
+        None, envvar="OPENBATCH_DATABASE_URL", help="postgresql://… to use PostgreSQL instead of SQLite."
+    ),
+    account_id: str = typer.Option("123456789012", envvar="OPENBATCH_ACCOUNT_ID", help="Account id in ARNs."),
+    region: str = typer.Option(
+        "us-east-1", envvar="OPENBATCH_REGION", help="Region in ARNs when a request is unsigned."
+    ),
+    max_vcpus: int | None = typer.Option(
+        None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
+    ),
+    kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run the API server, scheduler and local executor in one process."""
+    from openbatch.server import serve
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        host=host,
+        port=port,
+        account_id=account_id,
+        region=region,
+        default_max_vcpus=max_vcpus,
+        kill_grace_seconds=kill_grace_seconds,
+    )
+    serve(settings, log_level=log_level)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,44 @@
+"""Server settings, resolved once at start-up from CLI options and environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    data_dir: Path
+    database_url: str | None = None
+    """SQLAlchemy URL; ``None`` means the SQLite file ``<data_dir>/openbatch.db``."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    account_id: str = "123456789012"
+    region: str = "us-east-1"
+    kill_grace_seconds: float = 30.0
+    """SIGTERM→SIGKILL grace for terminate and timeout (AWS uses 30 s)."""
+    create_defaults: bool = True
+    """Create compute environment and job queue ``default`` on an empty store."""
+    default_max_vcpus: int | None = None
+    """maxvCpus of the ``default`` compute environment; ``None`` means this host's CPU count."""
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return normalize_database_url(self.database_url)
+        return f"sqlite:///{self.data_dir / 'openbatch.db'}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.data_dir / "work"
+
+
+def normalize_database_url(url: str) -> str:
+    """Let users write ``postgresql://`` and still get the psycopg 3 driver."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url

@@ -1,0 +1,3 @@
+"""executors."""
+
+from __future__ import annotations

@@ -1,0 +1,80 @@
+"""The executor seam: how a placed job attempt becomes a running process.
+
+An executor knows nothing about the store, the scheduler or job states. It is
+handed a fully resolved :class:`LaunchSpec` and reports exactly once, through
+the ``on_exit`` callback, how the attempt ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LaunchSpec:
+    """Everything needed to run one attempt of one job."""
+
+    job_id: str
+    attempt: int
+    """1-based attempt number."""
+    command: tuple[str, ...]
+    """argv; no shell is involved unless argv[0] is one."""
+    environment: dict[str, str]
+    """Variables added on top of the server's own environment (AWS_BATCH_* included)."""
+    working_dir: Path
+    log_stream: str
+    """CloudWatch-style stream name, e.g. ``myjobdef/default/<taskId>``."""
+    memory_mib: int | None = None
+    """Hard memory limit for the whole process tree; ``None`` means unlimited."""
+    gpu_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitInfo:
+    """How an attempt ended."""
+
+    exit_code: int | None
+    """Process exit code; 128+N when killed by signal N; ``None`` if it never started."""
+    reason: str | None = None
+    """Container-level reason (e.g. ``OutOfMemoryError: Container killed due to memory usage``)."""
+    started: bool = True
+    """False when the process could not be started at all (bad executable, bad cwd)."""
+
+
+ExitCallback = Callable[[ExitInfo], None]
+
+
+class Handle(Protocol):
+    """An opaque reference to a launched attempt."""
+
+    @property
+    def pid(self) -> int: ...
+
+
+class Executor(Protocol):
+    """Runs job attempts. All methods are called from the event loop thread."""
+
+    def launch(self, spec: LaunchSpec, on_exit: ExitCallback) -> Handle:
+        """Start the attempt and return at once.
+
+        ``on_exit`` is called exactly once, from the event loop, after the
+        process has exited and all of its output has been written to the log
+        store. If the process cannot be started, ``on_exit`` is still called
+        (soon, not re-entrantly) with ``started=False`` and a reason.
+        """
+        ...
+
+    def kill(self, handle: Handle, grace_seconds: float, reason: str | None = None) -> None:
+        """Stop the attempt's whole process group: SIGTERM, then SIGKILL after the grace period.
+
+        ``reason``, if given, becomes ``ExitInfo.reason``. Killing an attempt
+        that already exited does nothing.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Kill whatever still runs and release resources."""
+        ...

@@ -1,0 +1,549 @@
+"""Run job attempts as plain process groups on this host."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import IO
+
+from openbatch.executors.base import ExitCallback, ExitInfo, Handle, LaunchSpec
+from openbatch.logs.store import MAX_EVENT_BYTES, LogStore, LogWriter
+
+__all__ = ["OOM_REASON", "LocalExecutor"]
+
+logger = logging.getLogger(__name__)
+
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+_READ_CHUNK = 64 * 1024
+_FINAL_DRAIN_CHUNKS = 16
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_PR_SET_CHILD_SUBREAPER = 36
+_REAP_FIRST_DELAY = 0.002
+_REAP_MAX_DELAY = 0.05
+_CLOSE_SLACK_SECONDS = 5.0
+
+
+def _become_subreaper() -> bool:
+    """Adopt orphaned descendants so their zombies can be reaped here.
+
+    Without this, a job's background processes are re-parented to PID 1 once
+    the job's main process exits; when PID 1 does not reap (common in
+    containers) their zombies keep the job's process group alive forever.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _chop(line: bytes) -> list[bytes]:
+    """Split ``line`` into pieces of at most MAX_EVENT_BYTES, never inside a UTF-8 sequence."""
+    pieces: list[bytes] = []
+    start = 0
+    n = len(line)
+    while n - start > MAX_EVENT_BYTES:
+        cut = start + MAX_EVENT_BYTES
+        back = cut
+        while back > cut - 3 and line[back] & 0xC0 == 0x80:
+            back -= 1
+        if line[back] & 0xC0 != 0x80:
+            cut = back
+        pieces.append(line[start:cut])
+        start = cut
+    pieces.append(line[start:])
+    return pieces
+
+
+def _group_rss(groups: Mapping[int, object]) -> dict[int, int]:
+    """Resident bytes per process group, for the groups asked about, from one pass over /proc."""
+    totals: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return totals
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            fd = os.open(f"/proc/{name}/stat", os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            data = os.read(fd, 1024)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        # comm (field 2) may hold spaces and parentheses; everything after the last ')' is fixed.
+        fields = data[data.rfind(b")") + 2 :].split(b" ", 23)
+        try:
+            pgrp = int(fields[2])
+            if pgrp in groups:
+                totals[pgrp] = totals.get(pgrp, 0) + int(fields[21]) * _PAGE_SIZE
+        except (IndexError, ValueError):
+            continue
+    return totals
+
+
+class _NotStarted:
+    """Handle of an attempt whose process never started; killing it is a no-op."""
+
+    __slots__ = ()
+
+    @property
+    def pid(self) -> int:
+        return -1
+
+
+class _Attempt:
+    __slots__ = (
+        "deadline",
+        "finished",
+        "group_gone",
+        "kill_timer",
+        "limit_bytes",
+        "log_failed",
+        "on_exit",
+        "oom",
+        "partial",
+        "pgid",
+        "pidfd",
+        "pipes",
+        "proc",
+        "reap_delay",
+        "reap_timer",
+        "reason",
+        "returncode",
+        "spec",
+        "drain_timer",
+        "writer",
+    )
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        on_exit: ExitCallback,
+        proc: subprocess.Popen[bytes],
+        pidfd: int,
+        writer: LogWriter,
+    ) -> None:
+        self.spec = spec
+        self.on_exit = on_exit
+        self.proc = proc
+        self.pgid = proc.pid
+        self.pidfd = pidfd
+        self.writer = writer
+        self.pipes: list[IO[bytes] | None] = [proc.stdout, proc.stderr]
+        self.partial = [b"", b""]
+        self.returncode: int | None = None
+        self.reason: str | None = None
+        self.oom = False
+        self.group_gone = False
+        self.finished = False
+        self.log_failed = False
+        self.limit_bytes = spec.memory_mib * 1024 * 1024 if spec.memory_mib is not None else None
+        self.kill_timer: asyncio.TimerHandle | None = None
+        self.drain_timer: asyncio.TimerHandle | None = None
+        self.reap_timer: asyncio.TimerHandle | None = None
+        self.reap_delay = _REAP_FIRST_DELAY
+        self.deadline = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.pgid
+
+
+class LocalExecutor:
+    """Runs each attempt as a process group of this host, output going to a :class:`LogStore`.
+
+    Everything is driven by the event loop without helper threads: each
+    attempt costs three file descriptors watched with ``add_reader`` (stdout,
+    stderr and a pidfd that becomes readable when the main process exits), so
+    thousands of short jobs per second are limited by ``fork``/``exec``, not by
+    bookkeeping. Output is split into CloudWatch-sized events as it arrives
+    and appended to the stream at once; at most one partial line per pipe is
+    held in memory, whatever the job prints. Empty lines produce no event, as
+    with the ``awslogs`` log driver.
+
+    When the main process exits the rest of its process group is SIGKILLed,
+    mirroring a container whose PID 1 exits. The executor makes this process a
+    child subreaper (Linux ``PR_SET_CHILD_SUBREAPER``) so that the group's
+    orphans are re-parented here and their zombies reaped; ``on_exit`` is only
+    called once the group is gone (or ``pipe_drain_seconds`` after the main
+    exit, whichever is first). A descendant that moved itself to another
+    process group or session escapes all of this.
+
+    Memory limits are enforced without cgroups, which need privileges or a
+    delegated hierarchy that a self-hosted server often lacks: one timer,
+    running only while some attempt has a limit, reads ``/proc/*/stat`` once
+    per ``memory_poll_interval`` and sums the resident set size per process
+    group. A group over its limit is SIGKILLed and reported as exit code 137
+    with an ``OutOfMemoryError`` reason. This is a sampling check: an
+    allocation spike shorter than the poll interval can go unnoticed (and a
+    fast enough one can exhaust the host first), and pages shared between
+    processes of a group are counted once per process.
+    """
+
+    def __init__(
+        self,
+        log_store: LogStore,
+        log_group: str = "/aws/batch/job",
+        *,
+        kill_grace_seconds: float = 30.0,
+        memory_poll_interval: float = 0.25,
+        pipe_drain_seconds: float = 1.0,
+        reap_orphans: bool = True,
+    ) -> None:
+        self._log_store = log_store
+        self._log_group = log_group
+        self._kill_grace = kill_grace_seconds
+        self._memory_poll_interval = memory_poll_interval
+        self._pipe_drain = pipe_drain_seconds
+        self._subreaper = reap_orphans and _become_subreaper()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active: set[_Attempt] = set()
+        self._limited: dict[int, _Attempt] = {}
+        self._memory_timer: asyncio.TimerHandle | None = None
+        self._idle: asyncio.Future[None] | None = None
+        self._closing = False
+
+    @property
+    def running(self) -> int:
+        """Attempts launched whose ``on_exit`` has not been called yet."""
+        return len(self._active)
+
+    # -- Executor protocol -------------------------------------------------
+
+    def launch(self, spec: LaunchSpec, on_exit: ExitCallback) -> Handle:
+        loop = asyncio.get_running_loop()
+        if self._closing:
+            raise RuntimeError("LocalExecutor is closed")
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("LocalExecutor is bound to another event loop")
+        if not spec.command:
+            return self._not_started(loop, on_exit, "empty command")
+        env = os.environ | spec.environment
+        if spec.gpu_ids:
+            visible = ",".join(str(gpu) for gpu in spec.gpu_ids)
+            env["CUDA_VISIBLE_DEVICES"] = visible
+            env["NVIDIA_VISIBLE_DEVICES"] = visible
+        try:
+            spec.working_dir.mkdir(parents=True, exist_ok=True)
+            proc = subprocess.Popen(
+                spec.command,
+                cwd=spec.working_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                process_group=0,
+                close_fds=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            return self._not_started(loop, on_exit, str(exc))
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError as exc:
+            self._abandon(proc, None)
+            return self._not_started(loop, on_exit, str(exc))
+        try:
+            writer = self._log_store.open_writer(self._log_group, spec.log_stream)
+        except (OSError, ValueError) as exc:
+            self._abandon(proc, pidfd)
+            return self._not_started(loop, on_exit, f"cannot create log stream: {exc}")
+
+        attempt = _Attempt(spec, on_exit, proc, pidfd, writer)
+        for index, pipe in enumerate(attempt.pipes):
+            assert pipe is not None
+            fd = pipe.fileno()
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, self._on_pipe_readable, attempt, index)
+        loop.add_reader(pidfd, self._on_main_exit, attempt)
+        self._active.add(attempt)
+        if attempt.limit_bytes is not None:
+            self._limited[attempt.pgid] = attempt
+            self._arm_memory_timer()
+        return attempt
+
+    def kill(self, handle: Handle, grace_seconds: float | None = None, reason: str | None = None) -> None:
+        """SIGTERM the attempt's process group, SIGKILL it after the grace period.
+
+        ``grace_seconds`` defaults to ``kill_grace_seconds``; zero or less kills
+        at once. A second call may shorten a pending grace period, never extend it.
+        """
+        if not isinstance(handle, _Attempt) or handle.returncode is not None or handle.finished:
+            return
+        if reason is not None and handle.reason is None:
+            handle.reason = reason
+        grace = self._kill_grace if grace_seconds is None else grace_seconds
+        if grace <= 0:
+            self._signal(handle, signal.SIGKILL)
+            return
+        self._signal(handle, signal.SIGTERM)
+        loop = self._require_loop()
+        when = loop.time() + grace
+        if handle.kill_timer is None or when < handle.kill_timer.when():
+            if handle.kill_timer is not None:
+                handle.kill_timer.cancel()
+            handle.kill_timer = loop.call_at(when, self._escalate, handle)
+
+    async def aclose(self) -> None:
+        self._closing = True
+        if self._memory_timer is not None:
+            self._memory_timer.cancel()
+            self._memory_timer = None
+        if not self._active:
+            return
+        loop = self._require_loop()
+        for attempt in list(self._active):
+            if attempt.returncode is None:
+                self._signal(attempt, signal.SIGKILL)
+        self._idle = loop.create_future()
+        try:
+            await asyncio.wait_for(self._idle, self._pipe_drain + _CLOSE_SLACK_SECONDS)
+        except TimeoutError:
+            for attempt in list(self._active):
+                self._force_finish(attempt)
+        finally:
+            self._idle = None
+
+    # -- internals -----------------------------------------------------------
+
+    def _require_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            raise RuntimeError("LocalExecutor has not launched anything yet")
+        return self._loop
+
+    @staticmethod
+    def _not_started(loop: asyncio.AbstractEventLoop, on_exit: ExitCallback, error: str) -> Handle:
+        info = ExitInfo(exit_code=None, started=False, reason=f"CannotStartContainerError: {error}")
+        loop.call_soon(on_exit, info)
+        return _NotStarted()
+
+    @staticmethod
+    def _abandon(proc: subprocess.Popen[bytes], pidfd: int | None) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        if pidfd is not None:
+            os.close(pidfd)
+
+    @staticmethod
+    def _signal(attempt: _Attempt, sig: int) -> None:
+        # Safe against pgid reuse: we only signal while the leader is unreaped or,
+        # as subreaper, while group members that only we can reap remain.
+        try:
+            os.killpg(attempt.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _escalate(self, attempt: _Attempt) -> None:
+        attempt.kill_timer = None
+        if attempt.returncode is None:
+            self._signal(attempt, signal.SIGKILL)
+
+    def _on_pipe_readable(self, attempt: _Attempt, index: int) -> None:
+        pipe = attempt.pipes[index]
+        if pipe is None:
+            return
+        try:
+            data = os.read(pipe.fileno(), _READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if data:
+            self._emit(attempt, index, data, final=False)
+        else:
+            self._close_pipe(attempt, index)
+            self._maybe_finish(attempt)
+
+    def _emit(self, attempt: _Attempt, index: int, data: bytes, *, final: bool) -> None:
+        pending = attempt.partial[index]
+        buf = pending + data if pending else data
+        lines = buf.split(b"\n")
+        rest = b"" if final else lines.pop()
+        if len(rest) >= MAX_EVENT_BYTES:
+            pieces = _chop(rest)
+            rest = pieces.pop()
+            lines.extend(pieces)
+        attempt.partial[index] = rest
+        if len(buf) > MAX_EVENT_BYTES:
+            events = [piece for line in lines for piece in _chop(line) if piece]
+        else:
+            events = [line for line in lines if line]
+        if not events or attempt.log_failed:
+            return
+        try:
+            attempt.writer.write_raw(time.time_ns() // 1_000_000, events)
+            attempt.writer.flush()
+        except OSError:
+            # A full or broken log volume must not take the job or the server down;
+            # the job keeps running and the rest of its output is dropped.
+            attempt.log_failed = True
+            logger.exception("writing the log of job %s failed; dropping its output", attempt.spec.job_id)
+
+    def _close_pipe(self, attempt: _Attempt, index: int) -> None:
+        pipe = attempt.pipes[index]
+        if pipe is None:
+            return
+        attempt.pipes[index] = None
+        self._require_loop().remove_reader(pipe.fileno())
+        pipe.close()
+        if attempt.partial[index]:
+            self._emit(attempt, index, b"", final=True)
+
+    def _on_main_exit(self, attempt: _Attempt) -> None:
+        loop = self._require_loop()
+        loop.remove_reader(attempt.pidfd)
+        # Kill the rest of the group before reaping: while the zombie leader
+        # exists its pid, and so the pgid, cannot be handed to a new process.
+        self._signal(attempt, signal.SIGKILL)
+        returncode = attempt.proc.poll()
+        if returncode is None:
+            returncode = attempt.proc.wait()
+        os.close(attempt.pidfd)
+        attempt.pidfd = -1
+        attempt.returncode = returncode
+        if attempt.kill_timer is not None:
+            attempt.kill_timer.cancel()
+            attempt.kill_timer = None
+        self._limited.pop(attempt.pgid, None)
+        attempt.deadline = loop.time() + self._pipe_drain
+        if attempt.pipes[0] is not None or attempt.pipes[1] is not None:
+            attempt.drain_timer = loop.call_later(self._pipe_drain, self._force_drain, attempt)
+        if self._subreaper:
+            self._reap_group(attempt)
+        else:
+            attempt.group_gone = True
+        self._maybe_finish(attempt)
+
+    def _reap_group(self, attempt: _Attempt) -> None:
+        attempt.reap_timer = None
+        while True:
+            try:
+                if os.waitid(os.P_PGID, attempt.pgid, os.WEXITED | os.WNOHANG) is None:
+                    break
+            except ChildProcessError:
+                break
+        try:
+            os.killpg(attempt.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            attempt.group_gone = True
+            return
+        loop = self._require_loop()
+        if loop.time() >= attempt.deadline:
+            logger.warning(
+                "process group %d of job %s outlived its leader", attempt.pgid, attempt.spec.job_id
+            )
+            attempt.group_gone = True
+            return
+        # Members may have forked since the last SIGKILL; keep sweeping until the group is empty.
+        self._signal(attempt, signal.SIGKILL)
+        delay = attempt.reap_delay
+        attempt.reap_delay = min(delay * 2, _REAP_MAX_DELAY)
+        attempt.reap_timer = loop.call_later(delay, self._retry_reap, attempt)
+
+    def _retry_reap(self, attempt: _Attempt) -> None:
+        self._reap_group(attempt)
+        self._maybe_finish(attempt)
+
+    def _force_drain(self, attempt: _Attempt) -> None:
+        """Stop waiting for EOF on pipes held open by a descendant outside the group."""
+        attempt.drain_timer = None
+        for index, pipe in enumerate(attempt.pipes):
+            if pipe is None:
+                continue
+            for _ in range(_FINAL_DRAIN_CHUNKS):
+                try:
+                    data = os.read(pipe.fileno(), _READ_CHUNK)
+                except OSError:
+                    break
+                if not data:
+                    break
+                self._emit(attempt, index, data, final=False)
+            self._close_pipe(attempt, index)
+        self._maybe_finish(attempt)
+
+    def _force_finish(self, attempt: _Attempt) -> None:
+        loop = self._require_loop()
+        if attempt.returncode is None:
+            loop.remove_reader(attempt.pidfd)
+            os.close(attempt.pidfd)
+            attempt.pidfd = -1
+            polled = attempt.proc.poll()
+            attempt.returncode = -signal.SIGKILL if polled is None else polled
+        for index in range(len(attempt.pipes)):
+            self._close_pipe(attempt, index)
+        attempt.group_gone = True
+        self._maybe_finish(attempt)
+
+    def _maybe_finish(self, attempt: _Attempt) -> None:
+        if (
+            attempt.finished
+            or attempt.returncode is None
+            or not attempt.group_gone
+            or attempt.pipes[0] is not None
+            or attempt.pipes[1] is not None
+        ):
+            return
+        attempt.finished = True
+        for timer in (attempt.drain_timer, attempt.reap_timer, attempt.kill_timer):
+            if timer is not None:
+                timer.cancel()
+        attempt.drain_timer = attempt.reap_timer = attempt.kill_timer = None
+        try:
+            attempt.writer.close()
+        except OSError:
+            logger.exception("closing the log of job %s failed", attempt.spec.job_id)
+        self._active.discard(attempt)
+        if not self._active and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+        code = attempt.returncode
+        if code < 0:
+            code = 128 - code
+        if attempt.oom:
+            code = 137
+        info = ExitInfo(exit_code=code, reason=attempt.reason)
+        try:
+            attempt.on_exit(info)
+        except Exception:
+            logger.exception("on_exit callback of job %s failed", attempt.spec.job_id)
+
+    def _arm_memory_timer(self) -> None:
+        if self._memory_timer is None and self._limited and not self._closing:
+            loop = self._require_loop()
+            self._memory_timer = loop.call_later(self._memory_poll_interval, self._check_memory)
+
+    def _check_memory(self) -> None:
+        self._memory_timer = None
+        if not self._limited:
+            return
+        usage = _group_rss(self._limited)
+        for pgid, rss in usage.items():
+            attempt = self._limited[pgid]
+            if attempt.limit_bytes is not None and rss > attempt.limit_bytes:
+                if attempt.reason is None:
+                    attempt.reason = OOM_REASON
+                    attempt.oom = True
+                self._signal(attempt, signal.SIGKILL)
+                del self._limited[pgid]
+        self._arm_memory_timer()

@@ -1,0 +1,3 @@
+"""Durable CloudWatch-Logs-style storage for job output."""
+
+from __future__ import annotations

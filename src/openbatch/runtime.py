@@ -1,0 +1,111 @@
+"""Composition root: builds the store, scheduler, executor and services for one server process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from openbatch.api import schemas as s
+from openbatch.clock import SystemClock
+from openbatch.config import Settings
+from openbatch.domain.arns import ResourceType
+from openbatch.executors.gpu import detect_gpus
+from openbatch.executors.local import LocalExecutor
+from openbatch.logs.store import LogStore
+from openbatch.scheduler.capacity import Capacity, host_memory_mib
+from openbatch.scheduler.engine import JobEngine
+from openbatch.scheduler.registry import Registry
+from openbatch.service import compute_environments as ces
+from openbatch.service import job_queues as jqs
+from openbatch.service.context import Caller, ServiceContext
+from openbatch.service.jobs import JobService
+from openbatch.store.sql import SqlStore
+
+logger = logging.getLogger(__name__)
+DEFAULT_NAME = "default"
+
+
+class Runtime:
+    """Everything one ``openbatch server`` process runs. ``start`` must run inside the event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqlStore(settings.resolved_database_url)
+        self.clock = SystemClock()
+        self.caller = Caller(region=settings.region, account=settings.account_id)
+        self.ctx = ServiceContext(store=self.store, clock=self.clock, default_caller=self.caller)
+        self.registry = Registry(self.store, self.ctx.host_vcpus)
+        self.log_store = LogStore(settings.logs_dir)
+        self._jobs: JobService | None = None
+
+    @property
+    def jobs(self) -> JobService:
+        if self._jobs is None:
+            raise RuntimeError("the runtime has not been started")
+        return self._jobs
+
+    @property
+    def job_tags(self) -> JobService:
+        return self.jobs
+
+    def job_operation(self, name: str, caller: Caller, request: Any) -> dict[str, Any]:
+        return self.jobs.dispatch(name, caller, request)
+
+    async def start(self) -> None:
+        self.store.migrate()
+        if self.settings.create_defaults:
+            self._create_defaults()
+        executor = LocalExecutor(self.log_store, kill_grace_seconds=self.settings.kill_grace_seconds)
+        capacity = Capacity(memory_mib=host_memory_mib(), gpus=detect_gpus())
+        engine = JobEngine(
+            store=self.store,
+            clock=self.clock,
+            executor=executor,
+            registry=self.registry,
+            capacity=capacity,
+            work_dir=self.settings.work_dir,
+            kill_grace_seconds=self.settings.kill_grace_seconds,
+        )
+        self._executor = executor
+        self._jobs = JobService(self.ctx, engine)
+        self.ctx.listeners.append(engine.resources_changed)
+        engine.start()
+
+    async def stop(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.engine.stop()
+            await self._executor.aclose()
+            self._jobs.engine.flush()
+        self.store.close()
+
+    def _create_defaults(self) -> None:
+        """A compute environment and a job queue named ``default`` on an empty store."""
+        if self.store.list_resources(ResourceType.JOB_QUEUE.value, limit=1):
+            return
+        if self.store.list_resources(ResourceType.COMPUTE_ENVIRONMENT.value, limit=1):
+            return
+        max_vcpus = self.settings.default_max_vcpus or self.ctx.host_vcpus
+        ces.create(
+            self.ctx,
+            self.caller,
+            s.CreateComputeEnvironment.model_validate(
+                {
+                    "computeEnvironmentName": DEFAULT_NAME,
+                    "type": "MANAGED",
+                    "computeResources": {"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
+                }
+            ),
+        )
+        jqs.create(
+            self.ctx,
+            self.caller,
+            s.CreateJobQueue.model_validate(
+                {
+                    "jobQueueName": DEFAULT_NAME,
+                    "priority": 1,
+                    "computeEnvironmentOrder": [{"order": 1, "computeEnvironment": DEFAULT_NAME}],
+                }
+            ),
+        )
+        logger.info("created compute environment and job queue %r (maxvCpus %s)", DEFAULT_NAME, max_vcpus)

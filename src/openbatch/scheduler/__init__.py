@@ -1,0 +1,3 @@
+"""scheduler."""
+
+from __future__ import annotations

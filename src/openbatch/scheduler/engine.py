@@ -1,0 +1,527 @@
+"""The job engine: every unfinished job in memory, moved through its lifecycle by events.
+
+Vocabulary and the cycle diagram are in ``scheduler/README.md``. In short:
+
+* submit → ``admit()``: the job is already committed; its dependency edges are
+  registered and it joins the *evaluation* list.
+* each *cycle* (run when woken, never by polling): evaluate → dispatch →
+  time-limit actions → flush.
+* a process exit, a terminal state or a resource change wakes the loop.
+
+All of it runs on the event loop thread, so no locks are needed. The store
+is written at the end of each cycle in one transaction (*flush*); SubmitJob
+commits its own rows before answering, so no accepted job is ever lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from openbatch.clock import Clock
+from openbatch.domain import transitions as t
+from openbatch.domain.job import STATUS_SUMMARY_KEYS, Attempt, Job, JobSpec
+from openbatch.domain.states import TERMINAL, JobStatus
+from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
+from openbatch.scheduler.capacity import Capacity
+from openbatch.scheduler.queues import FifoQueue, RunnableQueue
+from openbatch.scheduler.registry import Registry
+from openbatch.service.job_codec import from_record, to_record
+from openbatch.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+S = JobStatus
+TASK_FAILED_TO_START = "Task failed to start"
+HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+
+
+class _Running:
+    """Executor-side state of one attempt in STARTING/RUNNING."""
+
+    __slots__ = ("gpu_ids", "handle", "stop_reason", "timed_out", "timer")
+
+    def __init__(self, handle: Handle, gpu_ids: tuple[int, ...]) -> None:
+        self.handle = handle
+        self.gpu_ids = gpu_ids
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
+        self.stop_reason: str | None = None
+
+
+class JobEngine:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        executor: Executor,
+        registry: Registry,
+        capacity: Capacity,
+        work_dir: Path,
+        kill_grace_seconds: float = 30.0,
+        queue_factory: Callable[[str], RunnableQueue] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.executor = executor
+        self.registry = registry
+        self.capacity = capacity
+        self.work_dir = work_dir
+        self.kill_grace_seconds = kill_grace_seconds
+        self._queue_factory = queue_factory or (lambda _name: FifoQueue())
+        self.jobs: dict[str, Job] = {}
+        """Unfinished jobs, plus finished ones until their final state is flushed."""
+        self.runnable: dict[str, RunnableQueue] = {}
+        self._dependents: dict[str, list[str]] = defaultdict(list)
+        self._unmet: dict[str, int] = {}
+        self._dep_failed: set[str] = set()
+        self._to_evaluate: list[Job] = []
+        self._dirty: dict[str, Job] = {}
+        self._running: dict[str, _Running] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.cycles = 0
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.registry.refresh()
+        self._recover()
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="openbatch-scheduler")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self.flush()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def mark_dirty(self, job: Job) -> None:
+        """Persist ``job`` at the next flush (for changes outside transitions, such as tags)."""
+        self._dirty[job.id] = job
+
+    def resources_changed(self) -> None:
+        self.registry.refresh()
+        self.wake()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self.run_cycle()
+            except Exception:
+                logger.exception("scheduling cycle failed; retrying on the next wake-up")
+                await asyncio.sleep(0.5)
+                self._wake.set()
+            # Yield so exits and requests queued during the cycle are handled
+            # before the next one; wake-ups in between coalesce into one cycle.
+            await asyncio.sleep(0)
+
+    def run_cycle(self) -> None:
+        """One scheduling cycle: 1. evaluate new jobs, 2. dispatch, 3. flush."""
+        self.cycles += 1
+        now = self.clock.now_ms()
+        self._evaluate(now)
+        self._dispatch(now)
+        self.flush()
+
+    # --- admission and dependencies -------------------------------------------------
+
+    def admit(self, jobs: Iterable[Job]) -> None:
+        """Take newly committed jobs (parents before their children)."""
+        for job in jobs:
+            self.jobs[job.id] = job
+            self._register_dependencies(job)
+            self._to_evaluate.append(job)
+        self.wake()
+
+    def _register_dependencies(self, job: Job) -> None:
+        unmet = 0
+        finished = [d for d in job.deps if d not in self.jobs]
+        stored = {r.id: r.status for r in self.store.get_jobs(finished)} if finished else {}
+        for dep_id in job.deps:
+            dep = self.jobs.get(dep_id)
+            status = dep.status if dep is not None else S(stored.get(dep_id, S.SUCCEEDED))
+            if status is S.SUCCEEDED:
+                continue
+            if status is S.FAILED:
+                self._dep_failed.add(job.id)
+                continue
+            self._dependents[dep_id].append(job.id)
+            unmet += 1
+        if unmet:
+            self._unmet[job.id] = unmet
+
+    def _evaluate(self, now: int) -> None:
+        batch, self._to_evaluate = self._to_evaluate, []
+        for job in batch:
+            if job.status not in (S.SUBMITTED, S.PENDING):
+                continue
+            if job.is_array_parent:
+                if job.status is S.SUBMITTED:
+                    self._set(job, t.wait_for_dependencies)
+                continue
+            if job.id in self._dep_failed:
+                self._finish(job, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+            elif self._unmet.get(job.id):
+                if job.status is S.SUBMITTED:
+                    self._set(job, t.wait_for_dependencies)
+            else:
+                self._release_pending(job, now)
+
+    def _release_pending(self, job: Job, now: int) -> None:
+        """All dependencies succeeded: run the job, or apply a cancel that was waiting for this."""
+        if job.cancel_reason is not None:
+            reason = job.cancel_reason
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+            return
+        self._set(job, lambda j: t.make_runnable(j, now))
+        self._queue_of(job).push(job)
+
+    def _on_terminal(self, job: Job) -> None:
+        """Propagate a terminal state to dependents and the array parent, iteratively.
+
+        A worklist instead of recursion: a SEQUENTIAL array of 10,000 children
+        failing at child 0 cascades 10,000 levels deep.
+        """
+        work = [job]
+        now = self.clock.now_ms()
+        while work:
+            done = work.pop()
+            self._unmet.pop(done.id, None)
+            self._dep_failed.discard(done.id)
+            for dependent_id in self._dependents.pop(done.id, ()):
+                dependent = self.jobs.get(dependent_id)
+                if dependent is None or dependent.status in TERMINAL:
+                    continue
+                if done.status is S.FAILED:
+                    if dependent.status in (S.SUBMITTED, S.PENDING):
+                        self._set(dependent, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+                        work.append(dependent)
+                    else:
+                        self._dep_failed.add(dependent.id)
+                    continue
+                left = self._unmet.get(dependent_id, 1) - 1
+                if left > 0:
+                    self._unmet[dependent_id] = left
+                    continue
+                self._unmet.pop(dependent_id, None)
+                if dependent.status is S.PENDING:
+                    if dependent.cancel_reason is not None:
+                        reason = dependent.cancel_reason
+                        self._set(dependent, lambda j: t.cancel(j, now, reason))
+                        work.append(dependent)
+                    else:
+                        self._set(dependent, lambda j: t.make_runnable(j, now))
+                        self._queue_of(dependent).push(dependent)
+            parent = self.jobs.get(done.parent_id) if done.parent_id else None
+            if parent is not None and parent.status not in TERMINAL and self._array_done(parent):
+                self._close_array(parent, now)
+                work.append(parent)
+
+    # --- array parents --------------------------------------------------------------
+
+    def _array_done(self, parent: Job) -> bool:
+        summary = parent.status_summary or {}
+        return summary.get("SUCCEEDED", 0) + summary.get("FAILED", 0) >= (parent.spec.array_size or 0)
+
+    def _close_array(self, parent: Job, now: int) -> None:
+        if parent.status is S.SUBMITTED:
+            self._set(parent, t.wait_for_dependencies)
+        summary = parent.status_summary or {}
+        if summary.get("FAILED", 0):
+            self._set(parent, lambda j: t.fail(j, now, t.ARRAY_CHILD_FAILED))
+        else:
+            self._set(parent, lambda j: t.succeed(j, now, None))
+        parent.stopped_at = now
+
+    def _count_child(self, child: Job, old: JobStatus | None) -> None:
+        parent = self.jobs.get(child.parent_id) if child.parent_id else None
+        if parent is None or parent.status_summary is None:
+            return
+        summary = parent.status_summary
+        if old is not None:
+            summary[old.value] -= 1
+        summary[child.status.value] += 1
+        parent.summary_updated_at = self.clock.now_ms()
+        self._dirty[parent.id] = parent
+
+    # --- state changes ----------------------------------------------------------------
+
+    def _set(self, job: Job, change: Callable[[Job], JobStatus]) -> None:
+        """Apply a transition and record its consequences (persistence, array summary)."""
+        old = change(job)
+        self._dirty[job.id] = job
+        if job.parent_id is not None:
+            self._count_child(job, old)
+
+    def _finish(self, job: Job, change: Callable[[Job], JobStatus]) -> None:
+        """A transition into a terminal state, with propagation."""
+        self._set(job, change)
+        self._on_terminal(job)
+
+    def _queue_of(self, job: Job) -> RunnableQueue:
+        queue = self.runnable.get(job.spec.queue)
+        if queue is None:
+            queue = self.runnable[job.spec.queue] = self._queue_factory(job.spec.queue)
+        return queue
+
+    # --- dispatch -------------------------------------------------------------------
+
+    def _dispatch(self, now: int) -> None:
+        registry = self.registry
+        for queue in registry.queues_by_priority:
+            waiting = self.runnable.get(queue.name)
+            if not waiting:
+                continue
+            if not queue.enabled:
+                self._note_reason(waiting.peek(), f"JobQueue {queue.name} is DISABLED")
+                continue
+            environments = [registry.compute_environments[n] for n in queue.compute_environments
+                            if n in registry.compute_environments]
+            while (job := waiting.peek()) is not None:
+                refusals = []
+                for ce in environments:
+                    refusal = self.capacity.refusal(job.spec.resources, ce)
+                    if refusal is None:
+                        waiting.pop()
+                        self._launch(job, ce.name, now)
+                        break
+                    refusals.append(refusal)
+                else:
+                    # FIFO: the head of the queue blocks the jobs behind it (AWS semantics).
+                    if not environments:
+                        self._note_reason(job, f"JobQueue {queue.name} has no compute environment")
+                    else:
+                        permanent = [r for r in refusals if r.permanent]
+                        chosen = permanent[0] if len(permanent) == len(refusals) else next(
+                            r for r in refusals if not r.permanent
+                        )
+                        self._note_reason(job, chosen.reason)
+                    break
+
+    def _note_reason(self, job: Job | None, reason: str) -> None:
+        if job is not None and job.status_reason != reason:
+            job.status_reason = reason
+            self._dirty[job.id] = job
+
+    def _launch(self, job: Job, ce_name: str, now: int) -> None:
+        task_id = uuid.uuid4().hex
+        attempt = Attempt(task_id=task_id, log_stream=f"{job.spec.definition_name[:200]}/default/{task_id}")
+        self._set(job, lambda j: t.place(j, ce_name, attempt))
+        gpu_ids = self.capacity.acquire(job.spec.resources, ce_name)
+        spec = job.spec
+        environment = dict(spec.environment)
+        environment.update(
+            AWS_BATCH_JOB_ID=job.id,
+            AWS_BATCH_JOB_ATTEMPT=str(job.attempt_number),
+            AWS_BATCH_JQ_NAME=spec.queue,
+            AWS_BATCH_CE_NAME=ce_name,
+        )
+        if job.array_index is not None:
+            environment["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)
+            environment["AWS_BATCH_JOB_ARRAY_SIZE"] = str(spec.array_size)
+        launch = LaunchSpec(
+            job_id=job.id,
+            attempt=job.attempt_number,
+            command=spec.command,
+            environment=environment,
+            working_dir=self.work_dir / job.id,
+            log_stream=attempt.log_stream or task_id,
+            memory_mib=spec.resources.memory_mib,
+            gpu_ids=gpu_ids,
+        )
+        job_id = job.id
+        handle = self.executor.launch(launch, lambda info: self._on_exit(job_id, info))
+        attempt.pid = handle.pid
+        running = self._running[job_id] = _Running(handle, gpu_ids)
+        self._set(job, lambda j: t.start(j, now))
+        if spec.timeout_seconds:
+            running.timer = asyncio.get_running_loop().call_later(
+                spec.timeout_seconds, self._time_out, job_id
+            )
+
+    def _time_out(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        running.timed_out = True
+        self.executor.kill(running.handle, self.kill_grace_seconds, None)
+
+    def _on_exit(self, job_id: str, info: ExitInfo) -> None:
+        job = self.jobs.get(job_id)
+        running = self._running.pop(job_id, None)
+        if job is None or running is None:
+            return
+        if running.timer is not None:
+            running.timer.cancel()
+        self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)
+        now = self.clock.now_ms()
+        if not info.started:
+            status_reason = TASK_FAILED_TO_START
+        elif running.stop_reason is not None:
+            status_reason = running.stop_reason
+        elif running.timed_out:
+            status_reason = t.TIMEOUT_REASON
+        else:
+            status_reason = t.ESSENTIAL_CONTAINER_EXITED
+        attempt = t.finish_attempt(job, now, info.exit_code, info.reason, status_reason)
+        if running.stop_reason is not None:
+            reason = running.stop_reason
+            self._finish(job, lambda j: t.terminate(j, now, reason))
+        elif running.timed_out:
+            self._finish(job, lambda j: t.fail(j, now, t.TIMEOUT_REASON))
+        elif info.exit_code == 0 and info.started:
+            self._finish(job, lambda j: t.succeed(j, now))
+        elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, lambda j: t.retry(j, now))
+            self._queue_of(job).push(job)
+        else:
+            self._finish(job, lambda j: t.fail(j, now, status_reason))
+        self._remove_work_dir(job_id)
+        self.wake()
+
+    def _remove_work_dir(self, job_id: str) -> None:
+        try:
+            (self.work_dir / job_id).rmdir()
+        except OSError:
+            pass  # not empty (the job left files for the user) or already gone
+
+    # --- cancel and terminate ---------------------------------------------------------
+
+    def cancel(self, job: Job, reason: str) -> None:
+        """CancelJob: effective before STARTING; PENDING jobs fail once their dependencies finish."""
+        now = self.clock.now_ms()
+        if job.is_array_parent:
+            self._for_children(job, lambda child: self.cancel(child, reason))
+            return
+        if job.status in (S.SUBMITTED, S.RUNNABLE):
+            self._queue_of(job).discard(job)
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+        elif job.status is S.PENDING:
+            job.cancel_reason = reason
+            job.is_cancelled = True
+            self._dirty[job.id] = job
+        self.wake()
+
+    def terminate(self, job: Job, reason: str) -> None:
+        """TerminateJob: like cancel before STARTING; stops the process group after that."""
+        if job.is_array_parent:
+            self._for_children(job, lambda child: self.terminate(child, reason))
+            return
+        if job.status in (S.STARTING, S.RUNNING):
+            running = self._running.get(job.id)
+            if running is not None and running.stop_reason is None:
+                running.stop_reason = reason
+                self.executor.kill(running.handle, self.kill_grace_seconds, None)
+            return
+        if job.status is S.PENDING:
+            now = self.clock.now_ms()
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+            self.wake()
+            return
+        self.cancel(job, reason)
+
+    def _for_children(self, parent: Job, action: Callable[[Job], None]) -> None:
+        size = parent.spec.array_size or 0
+        for index in range(size):
+            child = self.jobs.get(f"{parent.id}:{index}")
+            if child is not None and child.status not in TERMINAL:
+                action(child)
+
+    # --- persistence ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every changed job in one transaction; forget finished ones."""
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        self.store.save_jobs([to_record(job) for job in dirty.values()])
+        for job in dirty.values():
+            if job.status in TERMINAL and job.id not in self._running:
+                self.jobs.pop(job.id, None)
+
+    def _recover(self) -> None:
+        """Reload unfinished jobs after a restart.
+
+        Attempts that were STARTING/RUNNING when the server stopped cannot be
+        re-attached (their output pipes died with the server): their process
+        group is killed and the attempt ends as a lost host, so retry rules
+        such as ``onStatusReason: "Host EC2*"`` apply exactly as on AWS.
+        """
+        records = self.store.load_unfinished_jobs()
+        if not records:
+            return
+        records.sort(key=lambda r: (r.array_index is not None, r.created_at))
+        specs: dict[str, JobSpec] = {}
+        loaded: list[Job] = []
+        for record in records:
+            parent_spec = specs.get(record.parent_id or "")
+            if record.parent_id is not None and parent_spec is None:
+                parents = self.store.get_jobs([record.parent_id])
+                if parents:
+                    parent_spec = specs[record.parent_id] = from_record(parents[0]).spec
+            job = from_record(record, parent_spec)
+            if job.array_index is None:
+                specs[job.id] = job.spec
+            self.jobs[job.id] = job
+            loaded.append(job)
+        now = self.clock.now_ms()
+        self._recount_arrays(loaded)
+        for job in loaded:
+            if job.status in (S.SUBMITTED, S.PENDING):
+                self._register_dependencies(job)
+                self._to_evaluate.append(job)
+        for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
+            self._queue_of(job).push(job)
+        for job in loaded:
+            if job.status in (S.STARTING, S.RUNNING):
+                self._abandon_attempt(job, now)
+        logger.info("recovered %d unfinished jobs", len(loaded))
+
+    def _recount_arrays(self, loaded: list[Job]) -> None:
+        for job in loaded:
+            if job.is_array_parent:
+                summary = dict.fromkeys(STATUS_SUMMARY_KEYS, 0)
+                summary.update(self.store.count_children(job.id))
+                job.status_summary = summary
+
+    def _abandon_attempt(self, job: Job, now: int) -> None:
+        pid = job.current.pid if job.current else None
+        if pid:
+            _kill_orphan(pid, job.id)
+        attempt = t.finish_attempt(
+            job, now, None, "The OpenBatch server stopped while this attempt was running", HOST_TERMINATED
+        )
+        if t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, lambda j: t.retry(j, now))
+            self._queue_of(job).push(job)
+        else:
+            self._finish(job, lambda j: t.fail(j, now, HOST_TERMINATED))
+
+
+def _kill_orphan(pid: int, job_id: str) -> None:
+    """Kill the process group of an attempt left by a previous server, if it is still that job's."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return
+    if f"AWS_BATCH_JOB_ID={job_id}".encode() not in environ.split(b"\0"):
+        return  # the pid now belongs to another process
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass

@@ -1,0 +1,68 @@
+"""What waits: the RUNNABLE jobs of one job queue, in dispatch order.
+
+Kept apart from ``capacity`` (what is in use). A queue only orders; the
+dispatcher asks for the head, tries to place it, and pops it on success.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Protocol
+
+from openbatch.domain.job import Job
+
+
+class RunnableQueue(Protocol):
+    def push(self, job: Job) -> None:
+        """Add a job that just became RUNNABLE."""
+        ...
+
+    def discard(self, job: Job) -> None:
+        """Remove a job that left RUNNABLE other than by dispatch (cancel, terminate)."""
+        ...
+
+    def peek(self) -> Job | None:
+        """The job to dispatch next, or ``None`` if empty."""
+        ...
+
+    def pop(self) -> Job:
+        """Remove and return the job ``peek`` returned; it is being dispatched."""
+        ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Job]:
+        """Every waiting job in dispatch order (for snapshots; may be O(n))."""
+        ...
+
+
+class FifoQueue:
+    """First in, first out by the time a job became RUNNABLE (AWS's FIFO job queues).
+
+    An ``OrderedDict`` gives O(1) push, pop at the head and removal from the
+    middle (cancel), which a heap or a list does not.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+
+    def push(self, job: Job) -> None:
+        self._jobs[job.id] = job
+
+    def discard(self, job: Job) -> None:
+        self._jobs.pop(job.id, None)
+
+    def peek(self) -> Job | None:
+        for job in self._jobs.values():
+            return job
+        return None
+
+    def pop(self) -> Job:
+        return self._jobs.popitem(last=False)[1]
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(list(self._jobs.values()))

@@ -1,0 +1,59 @@
+"""Builds the ASGI app around a runtime and serves it with uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from openbatch.api import schemas as s
+from openbatch.api.app import create_app
+from openbatch.api.auth import ScopeAuthenticator
+from openbatch.api.logs_api import LogsApi
+from openbatch.api.operations import register_job_operations
+from openbatch.config import Settings
+from openbatch.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
+    runtime = Runtime(settings)
+    register_job_operations(s.JOB_OPERATIONS)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        logger.info("OpenBatch ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    logs = LogsApi(runtime.log_store)
+    app = create_app(
+        runtime,
+        ScopeAuthenticator(runtime.caller),
+        lifespan=lifespan,
+        extra_routes=[Route("/", logs, methods=["POST"])],
+    )
+    return app, runtime
+
+
+def serve(settings: Settings, *, log_level: str = "info") -> None:
+    app, _runtime = build_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    asyncio.run(uvicorn.Server(config).serve())

@@ -1,0 +1,37 @@
+"""What every use case needs: the store, ARN building, the clock, change listeners."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from openbatch.clock import Clock
+from openbatch.domain.arns import ArnFactory
+from openbatch.store.base import Store
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Caller:
+    """Who is calling, as far as ARNs are concerned: the region comes from the SigV4 scope."""
+
+    region: str
+    account: str
+
+    @property
+    def arns(self) -> ArnFactory:
+        return ArnFactory(region=self.region, account=self.account)
+
+
+@dataclass(slots=True, kw_only=True)
+class ServiceContext:
+    store: Store
+    clock: Clock
+    default_caller: Caller
+    host_vcpus: int = field(default_factory=lambda: os.cpu_count() or 1)
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def resources_changed(self) -> None:
+        """Tell the scheduler that queues, compute environments or policies changed."""
+        for listener in self.listeners:
+            listener()

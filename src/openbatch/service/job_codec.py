@@ -1,0 +1,106 @@
+"""Jobs to and from store records. Array children store no spec: they share their parent's."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from openbatch.domain.job import Attempt, Job, JobSpec
+from openbatch.domain.jobspec import Resources, RetryPolicy
+from openbatch.domain.states import JobStatus
+from openbatch.store.base import JobRecord
+
+_ATTEMPT_FIELDS = ("started_at", "stopped_at", "exit_code", "reason", "status_reason", "log_stream", "task_id", "pid")
+
+
+def spec_to_body(spec: JobSpec) -> dict[str, Any]:
+    body = asdict(spec)
+    body["resources"] = asdict(spec.resources)
+    body.pop("retry")
+    return body
+
+
+def spec_from_body(body: dict[str, Any]) -> JobSpec:
+    data = dict(body)
+    data["resources"] = Resources(**data["resources"])
+    data["retry"] = RetryPolicy.from_wire(data.get("retry_wire"))
+    data["command"] = tuple(data["command"])
+    data["platform_capabilities"] = tuple(data["platform_capabilities"])
+    data["depends_on"] = tuple(data["depends_on"])
+    return JobSpec(**data)
+
+
+def _attempt_to_body(attempt: Attempt) -> dict[str, Any]:
+    return {k: v for k in _ATTEMPT_FIELDS if (v := getattr(attempt, k, None)) is not None}
+
+
+def _attempt_from_body(body: dict[str, Any]) -> Attempt:
+    return Attempt(**{k: body.get(k) for k in _ATTEMPT_FIELDS})
+
+
+def to_record(job: Job) -> JobRecord:
+    body: dict[str, Any] = {
+        "status_reason": job.status_reason,
+        "started_at": job.started_at,
+        "stopped_at": job.stopped_at,
+        "attempts": [_attempt_to_body(a) for a in job.attempts],
+        "deps": list(job.deps),
+    }
+    if job.array_index is None:
+        body["spec"] = spec_to_body(job.spec)
+        body["tags"] = job.tags
+    if job.current is not None:
+        body["current"] = _attempt_to_body(job.current)
+        body["compute_environment"] = job.compute_environment
+    for flag in ("is_cancelled", "is_terminated"):
+        if getattr(job, flag):
+            body[flag] = True
+    if job.cancel_reason is not None:
+        body["cancel_reason"] = job.cancel_reason
+    if job.status_summary is not None:
+        body["status_summary"] = job.status_summary
+        body["summary_updated_at"] = job.summary_updated_at
+    if job.runnable_since is not None:
+        body["runnable_since"] = job.runnable_since
+    return JobRecord(
+        id=job.id,
+        parent_id=job.parent_id,
+        array_index=job.array_index,
+        queue=job.spec.queue,
+        status=job.status.value,
+        job_name=job.spec.job_name,
+        share_identifier=job.spec.share_identifier,
+        created_at=job.created_at,
+        body={k: v for k, v in body.items() if v is not None},
+    )
+
+
+def from_record(record: JobRecord, parent_spec: JobSpec | None = None) -> Job:
+    body = record.body
+    spec = parent_spec if record.array_index is not None and parent_spec is not None else None
+    if spec is None:
+        spec = spec_from_body(body["spec"])
+    job = Job(
+        id=record.id,
+        spec=spec,
+        status=JobStatus(record.status),
+        created_at=record.created_at,
+        status_reason=body.get("status_reason"),
+        started_at=body.get("started_at"),
+        stopped_at=body.get("stopped_at"),
+        tags=dict(body.get("tags", {})),
+        attempts=[_attempt_from_body(a) for a in body.get("attempts", [])],
+        is_cancelled=bool(body.get("is_cancelled")),
+        is_terminated=bool(body.get("is_terminated")),
+        parent_id=record.parent_id,
+        array_index=record.array_index,
+        deps=tuple(body.get("deps", [])),
+        status_summary=body.get("status_summary"),
+        summary_updated_at=body.get("summary_updated_at"),
+        cancel_reason=body.get("cancel_reason"),
+        runnable_since=body.get("runnable_since"),
+        compute_environment=body.get("compute_environment"),
+    )
+    if "current" in body:
+        job.current = _attempt_from_body(body["current"])
+    return job

@@ -1,0 +1,249 @@
+"""Job use cases: SubmitJob, DescribeJobs, ListJobs, Cancel/Terminate (single and bulk), job tags."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from openbatch.api import schemas as s
+from openbatch.domain.arns import ResourceType
+from openbatch.domain.errors import ValidationError
+from openbatch.domain.job import Job, JobSpec
+from openbatch.domain.states import JobStatus
+from openbatch.scheduler.engine import JobEngine
+from openbatch.service import job_definitions as jds
+from openbatch.service import submission
+from openbatch.service.context import Caller, ServiceContext
+from openbatch.service.job_codec import from_record, to_record
+from openbatch.service.job_views import JobRenderer
+from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.store.base import JobQuery, JobRecord
+
+MAX_DESCRIBE = 100
+MAX_BULK = 50
+_LIST_TOKEN = "jobs"
+
+
+class JobService:
+    def __init__(self, ctx: ServiceContext, engine: JobEngine) -> None:
+        self.ctx = ctx
+        self.engine = engine
+        self._specs: OrderedDict[str, JobSpec] = OrderedDict()
+        """Specs of array parents no longer in memory, for rendering their finished children."""
+
+    def dispatch(self, name: str, caller: Caller, request: Any) -> dict[str, Any]:
+        handler = getattr(self, f"op_{name}")
+        result: dict[str, Any] = handler(caller, request)
+        return result
+
+    def renderer(self, caller: Caller) -> JobRenderer:
+        return JobRenderer(caller.arns, {q.name: q.arn for q in self.engine.registry.queues.values()})
+
+    # --- SubmitJob ---------------------------------------------------------------------
+
+    def op_SubmitJob(self, caller: Caller, req: s.SubmitJob) -> dict[str, Any]:
+        registry = self.engine.registry
+        submission.check_job_name(req.jobName)
+        queue = submission.check_queue(
+            registry.queues.get(submission.queue_name(req.jobQueue)), req.jobQueue
+        )
+        definition = jds.resolve(self.ctx, req.jobDefinition)
+        submission.check_fairshare(req, registry.policy_of(queue))
+        depends_on = submission.check_dependencies(req, self._dependency_info)
+        spec = submission.build_spec(req, queue, definition, depends_on)
+        jobs = submission.build_jobs(spec, req, self.ctx.clock.now_ms())
+        # Commit before answering: an accepted job survives any crash after this line.
+        self.ctx.store.insert_jobs(to_record(job) for job in jobs)
+        self.engine.admit(jobs)
+        head = jobs[0]
+        return {"jobArn": caller.arns.build(ResourceType.JOB, head.id), "jobName": spec.job_name, "jobId": head.id}
+
+    def _dependency_info(self, ids: list[str]) -> dict[str, submission.DependencyInfo]:
+        found: dict[str, submission.DependencyInfo] = {}
+        missing = []
+        for job_id in ids:
+            job = self.engine.jobs.get(job_id)
+            if job is None:
+                missing.append(job_id)
+            else:
+                size = job.spec.array_size if job.array_index is None else None
+                found[job_id] = submission.DependencyInfo(True, size)
+        for record in self.ctx.store.get_jobs(missing):
+            size = None
+            if record.array_index is None:
+                size = record.body.get("spec", {}).get("array_size")
+            found[record.id] = submission.DependencyInfo(True, size)
+        return found
+
+    # --- DescribeJobs / ListJobs ----------------------------------------------------
+
+    def get_jobs(self, ids: list[str]) -> list[Job]:
+        """Jobs by id, from memory when unfinished, else from the store; unknown ids are skipped."""
+        result: dict[str, Job] = {}
+        missing = []
+        for job_id in ids:
+            job = self.engine.jobs.get(job_id)
+            if job is not None:
+                result[job_id] = job
+            else:
+                missing.append(job_id)
+        for record in self.ctx.store.get_jobs(missing):
+            result[record.id] = self._load(record)
+        return [result[i] for i in dict.fromkeys(ids) if i in result]
+
+    def _load(self, record: JobRecord) -> Job:
+        if record.parent_id is None:
+            return from_record(record)
+        return from_record(record, self._parent_spec(record.parent_id))
+
+    def _parent_spec(self, parent_id: str) -> JobSpec | None:
+        parent = self.engine.jobs.get(parent_id)
+        if parent is not None:
+            return parent.spec
+        spec = self._specs.get(parent_id)
+        if spec is None:
+            records = self.ctx.store.get_jobs([parent_id])
+            if not records:
+                return None
+            spec = self._specs[parent_id] = from_record(records[0]).spec
+            if len(self._specs) > 1000:
+                self._specs.popitem(last=False)
+        return spec
+
+    def op_DescribeJobs(self, caller: Caller, req: s.DescribeJobs) -> dict[str, Any]:
+        if len(req.jobs) > MAX_DESCRIBE:
+            raise ValidationError(
+                f"Error executing request, Exception : Maximum number of jobs supported is  {MAX_DESCRIBE}#"
+            )
+        render = self.renderer(caller)
+        return {"jobs": [render.detail(job) for job in self.get_jobs(req.jobs)]}
+
+    def op_ListJobs(self, caller: Caller, req: s.ListJobs) -> dict[str, Any]:
+        given = [x for x in (req.jobQueue, req.arrayJobId, req.multiNodeJobId) if x]
+        if len(given) != 1:
+            raise ValidationError("Specify exactly one of jobQueue, arrayJobId or multiNodeJobId")
+        query, limit = self._list_query(req)
+        # Read-your-writes: transitions made in memory reach the store first.
+        self.engine.flush()
+        cursor = decode_token(_LIST_TOKEN, req.nextToken)
+        after = (int(cursor[0]), str(cursor[1])) if cursor else None
+        records = self.ctx.store.list_jobs(query, after=after, limit=limit + 1)
+        render = self.renderer(caller)
+        result: dict[str, Any] = {"jobSummaryList": [render.summary(self._load(r)) for r in records[:limit]]}
+        if len(records) > limit:
+            last = records[limit - 1]
+            position = [last.array_index, last.id] if query.parent_id else [last.created_at, last.id]
+            result["nextToken"] = encode_token(_LIST_TOKEN, position)
+        return result
+
+    def _list_query(self, req: s.ListJobs) -> tuple[JobQuery, int]:
+        filters = req.filters or []
+        if len(filters) > 1:
+            raise ValidationError("ListJobs accepts only one filter at a time")
+        statuses: tuple[str, ...] = (req.jobStatus or JobStatus.RUNNING.value,)
+        fields: dict[str, Any] = {}
+        if filters:
+            name, values = filters[0].name, filters[0].values or []
+            if len(values) != 1:
+                raise ValidationError(f"Filter {name} needs exactly one value")
+            value = values[0]
+            if name != "SHARE_IDENTIFIER":
+                statuses = ()  # AWS: a filter lists every status, except with SHARE_IDENTIFIER
+            if name == "JOB_NAME":
+                fields["name_prefix" if value.endswith("*") else "name_exact"] = value.rstrip("*")
+            elif name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
+                if not value.isdigit():
+                    raise ValidationError(f"Filter {name} needs a time in epoch milliseconds; got {value!r}")
+                fields["created_before" if name == "BEFORE_CREATED_AT" else "created_after"] = int(value)
+            elif name == "SHARE_IDENTIFIER":
+                fields["share_identifier"] = value
+            elif name == "JOB_DEFINITION":
+                raise ValidationError("The JOB_DEFINITION filter is not supported yet; filter by JOB_NAME")
+            else:
+                raise ValidationError(
+                    f"Unknown filter {name!r}: use JOB_NAME, BEFORE_CREATED_AT, AFTER_CREATED_AT or SHARE_IDENTIFIER"
+                )
+        limit = page_size(req.maxResults, default=100 if filters else 1000, maximum=100 if filters else 1000)
+        if req.multiNodeJobId:
+            raise ValidationError("Multi-node parallel jobs are not supported, so multiNodeJobId lists nothing")
+        queue = None
+        if req.jobQueue:
+            queue = submission.queue_name(req.jobQueue)
+            if queue not in self.engine.registry.queues:
+                raise ValidationError(f"JobQueue {req.jobQueue} not found")
+        query = JobQuery(queue=queue, parent_id=req.arrayJobId, statuses=statuses, **fields)
+        return query, limit
+
+    # --- cancel / terminate -----------------------------------------------------------
+
+    def _check_reason(self, reason: str) -> None:
+        if not reason or len(reason) > 1024:
+            raise ValidationError("reason must be 1 to 1024 characters long")
+
+    def op_CancelJob(self, caller: Caller, req: s.CancelJob) -> dict[str, Any]:
+        self._check_reason(req.reason)
+        job = self.engine.jobs.get(req.jobId)
+        if job is not None:
+            self.engine.cancel(job, req.reason)
+        return {}
+
+    def op_TerminateJob(self, caller: Caller, req: s.TerminateJob) -> dict[str, Any]:
+        self._check_reason(req.reason)
+        job = self.engine.jobs.get(req.jobId)
+        if job is not None:
+            self.engine.terminate(job, req.reason)
+        return {}
+
+    def _bulk(self, ids: list[str], reason: str, terminate: bool) -> dict[str, Any]:
+        if not 1 <= len(ids) <= MAX_BULK:
+            raise ValidationError(f"jobs must list 1 to {MAX_BULK} job ids")
+        self._check_reason(reason)
+        successful, errors = [], []
+        for job_id in ids:
+            job = self.engine.jobs.get(job_id)
+            try:
+                if job is not None:
+                    (self.engine.terminate if terminate else self.engine.cancel)(job, reason)
+                successful.append(job_id)
+            except Exception as exc:  # noqa: BLE001 - reported per job, as AWS does
+                errors.append({"job": job_id, "code": "ServerException", "message": str(exc)})
+        return {"successful": successful, "errors": errors}
+
+    def op_CancelJobs(self, caller: Caller, req: s.CancelJobs) -> dict[str, Any]:
+        return self._bulk(req.jobs, req.reason, terminate=False)
+
+    def op_TerminateJobs(self, caller: Caller, req: s.TerminateJobs) -> dict[str, Any]:
+        return self._bulk(req.jobs, req.reason, terminate=True)
+
+    def op_GetJobQueueSnapshot(self, caller: Caller, req: s.GetJobQueueSnapshot) -> dict[str, Any]:
+        name = submission.queue_name(req.jobQueue)
+        if name not in self.engine.registry.queues:
+            raise ValidationError(f"JobQueue {req.jobQueue} not found")
+        waiting = self.engine.runnable.get(name)
+        render = self.renderer(caller)
+        now = self.ctx.clock.now_ms()
+        jobs = []
+        for position, job in enumerate(waiting or []):
+            if position >= 100:
+                break
+            jobs.append({"jobArn": render.job_arn(job.id), "earliestTimeAtPosition": job.runnable_since or now})
+        return {"frontOfQueue": {"jobs": jobs, "lastUpdatedAt": now}}
+
+    # --- tags (JobTags protocol) --------------------------------------------------------
+
+    def get_tags(self, job_id: str) -> dict[str, str]:
+        jobs = self.get_jobs([job_id])
+        if not jobs:
+            raise ValidationError(f"Job {job_id} does not exist")
+        return dict(jobs[0].tags)
+
+    def set_tags(self, job_id: str, tags: dict[str, str]) -> None:
+        job = self.engine.jobs.get(job_id)
+        if job is not None:
+            job.tags = tags
+            self.engine.mark_dirty(job)
+            return
+        loaded = self.get_jobs([job_id])
+        if loaded:
+            loaded[0].tags = tags
+            self.ctx.store.save_jobs([to_record(loaded[0])])

@@ -1,0 +1,40 @@
+"""Opaque, forward-only pagination tokens.
+
+A token encodes the keyset position after the last item returned, so it can
+never repeat (botocore aborts a paginator that sees the same token twice).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from openbatch.domain.errors import ValidationError
+
+
+def encode_token(kind: str, position: Any) -> str:
+    raw = json.dumps({"k": kind, "p": position}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(kind: str, token: str | None) -> Any:
+    """The position in ``token``, or ``None`` for the first page."""
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if data["k"] != kind:
+            raise ValueError(kind)
+        return data["p"]
+    except (ValueError, KeyError, TypeError):
+        raise ValidationError(f"The nextToken {token!r} is not valid for this operation") from None
+
+
+def page_size(value: int | None, *, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not 1 <= value <= maximum:
+        raise ValidationError(f"maxResults must be between 1 and {maximum}; got {value}")
+    return value

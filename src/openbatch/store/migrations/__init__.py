@@ -1,0 +1,3 @@
+"""The one Alembic migration tree."""
+
+from __future__ import annotations

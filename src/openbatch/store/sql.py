@@ -1,0 +1,334 @@
+"""The SQL store: SQLite (embedded default) and PostgreSQL through SQLAlchemy Core.
+
+SQLite is supported for exactly one server process: it has one writer at a
+time and OpenBatch keeps the scheduler in the same process as the API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
+
+from openbatch.domain.errors import Conflict, NotFound
+from openbatch.store.base import Body, JobDefinitionRecord, JobQuery, JobRecord, ResourceRecord
+from openbatch.store.tables import job_definitions, jobs, resources
+
+_TERMINAL = ("SUCCEEDED", "FAILED")
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _loads(text: str) -> Body:
+    value: Body = json.loads(text)
+    return value
+
+
+def create_store_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        in_memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool if in_memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers proceed during a write; NORMAL sync is durable across a
+            # process crash (the WAL is fsynced at checkpoints), which is the failure
+            # mode the server promises to survive.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+class SqlStore:
+    """:class:`openbatch.store.base.Store` on SQLAlchemy Core."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///") and url not in ("sqlite:///:memory:",):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = create_store_engine(url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def migrate(self) -> None:
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- resources ---------------------------------------------------------------
+
+    def insert_resource(self, kind: str, name: str, arn: str, created_at: int, body: Body) -> ResourceRecord:
+        with self.engine.begin() as conn:
+            seq = conn.execute(select(func.coalesce(func.max(resources.c.seq), 0))).scalar_one() + 1
+            try:
+                conn.execute(
+                    insert(resources).values(
+                        kind=kind, name=name, arn=arn, created_at=created_at, seq=seq, body=_dumps(body)
+                    )
+                )
+            except IntegrityError:
+                raise Conflict(f"Object already exists: {kind} {name!r}") from None
+        return ResourceRecord(kind=kind, name=name, arn=arn, created_at=created_at, seq=seq, body=body)
+
+    def get_resource(self, kind: str, name: str) -> ResourceRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(resources).where(resources.c.kind == kind, resources.c.name == name)
+            ).first()
+        return None if row is None else _resource(row._mapping)
+
+    def list_resources(
+        self, kind: str, *, names: Sequence[str] | None = None, after_seq: int = 0, limit: int | None = None
+    ) -> list[ResourceRecord]:
+        stmt = select(resources).where(resources.c.kind == kind, resources.c.seq > after_seq)
+        if names is not None:
+            stmt = stmt.where(resources.c.name.in_(list(names)))
+        stmt = stmt.order_by(resources.c.seq)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [_resource(row._mapping) for row in conn.execute(stmt)]
+
+    def update_resource(self, kind: str, name: str, body: Body) -> None:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(resources)
+                .where(resources.c.kind == kind, resources.c.name == name)
+                .values(body=_dumps(body))
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"{kind} {name!r} does not exist")
+
+    def delete_resource(self, kind: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(resources.delete().where(resources.c.kind == kind, resources.c.name == name))
+
+    # --- job definitions ---------------------------------------------------------
+
+    def insert_job_definition(
+        self, name: str, arn_for_revision: Callable[[int], str], body_for_revision: Callable[[int], Body]
+    ) -> JobDefinitionRecord:
+        with self.engine.begin() as conn:
+            self._lock_for_write(conn)
+            latest = conn.execute(
+                select(func.coalesce(func.max(job_definitions.c.revision), 0)).where(
+                    job_definitions.c.name == name
+                )
+            ).scalar_one()
+            revision = int(latest) + 1
+            record = JobDefinitionRecord(
+                name=name,
+                revision=revision,
+                status="ACTIVE",
+                arn=arn_for_revision(revision),
+                body=body_for_revision(revision),
+            )
+            conn.execute(
+                insert(job_definitions).values(
+                    name=name, revision=revision, status="ACTIVE", arn=record.arn, body=_dumps(record.body)
+                )
+            )
+        return record
+
+    def get_job_definition(self, name: str, revision: int | None) -> JobDefinitionRecord | None:
+        stmt = select(job_definitions).where(job_definitions.c.name == name)
+        if revision is None:
+            stmt = stmt.where(job_definitions.c.status == "ACTIVE").order_by(job_definitions.c.revision.desc())
+        else:
+            stmt = stmt.where(job_definitions.c.revision == revision)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt.limit(1)).first()
+        return None if row is None else _definition(row._mapping)
+
+    def list_job_definitions(
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
+        refs: Sequence[tuple[str, int | None]] | None = None,
+        after: tuple[str, int] | None = None,
+        limit: int | None = None,
+    ) -> list[JobDefinitionRecord]:
+        stmt = select(job_definitions)
+        if name is not None:
+            stmt = stmt.where(job_definitions.c.name == name)
+        if status is not None:
+            stmt = stmt.where(job_definitions.c.status == status)
+        if refs is not None:
+            clauses = [
+                job_definitions.c.name == ref_name
+                if rev is None
+                else and_(job_definitions.c.name == ref_name, job_definitions.c.revision == rev)
+                for ref_name, rev in refs
+            ]
+            if not clauses:
+                return []
+            stmt = stmt.where(or_(*clauses))
+        if after is not None:
+            stmt = stmt.where(tuple_(job_definitions.c.name, job_definitions.c.revision) > tuple_(*after))
+        stmt = stmt.order_by(job_definitions.c.name, job_definitions.c.revision)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self.engine.connect() as conn:
+            return [_definition(row._mapping) for row in conn.execute(stmt)]
+
+    def set_job_definition_status(self, name: str, revision: int, status: str, body: Body) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(job_definitions)
+                .where(job_definitions.c.name == name, job_definitions.c.revision == revision)
+                .values(status=status, body=_dumps(body))
+            )
+
+    # --- jobs --------------------------------------------------------------------
+
+    def insert_jobs(self, records: Iterable[JobRecord]) -> None:
+        rows = [_job_row(r) for r in records]
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            try:
+                conn.execute(insert(jobs), rows)
+            except IntegrityError:
+                raise Conflict("a job with this id already exists") from None
+
+    def save_jobs(self, records: Iterable[JobRecord]) -> None:
+        rows = [{"b_id": r.id, "status": r.status, "body": _dumps(r.body)} for r in records]
+        if not rows:
+            return
+        stmt = update(jobs).where(jobs.c.id == bindparam("b_id")).values(status=bindparam("status"))
+        stmt = stmt.values(body=bindparam("body"))
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
+        if not ids:
+            return []
+        with self.engine.connect() as conn:
+            return [_job(row._mapping) for row in conn.execute(select(jobs).where(jobs.c.id.in_(list(ids))))]
+
+    def list_jobs(
+        self,
+        query: JobQuery,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[JobRecord]:
+        stmt = select(jobs)
+        if query.queue is not None:
+            # Array children are listed through their parent (ListJobs arrayJobId).
+            stmt = stmt.where(jobs.c.queue == query.queue, jobs.c.array_index.is_(None))
+        if query.parent_id is not None:
+            stmt = stmt.where(jobs.c.parent_id == query.parent_id)
+        if query.statuses:
+            stmt = stmt.where(jobs.c.status.in_(query.statuses))
+        if query.name_exact is not None:
+            stmt = stmt.where(func.lower(jobs.c.job_name) == query.name_exact.lower())
+        if query.name_prefix is not None:
+            stmt = stmt.where(func.lower(jobs.c.job_name).startswith(query.name_prefix.lower(), autoescape=True))
+        if query.created_before is not None:
+            stmt = stmt.where(jobs.c.created_at < query.created_before)
+        if query.created_after is not None:
+            stmt = stmt.where(jobs.c.created_at > query.created_after)
+        if query.share_identifier is not None:
+            stmt = stmt.where(jobs.c.share_identifier == query.share_identifier)
+        if query.parent_id is not None:
+            if after is not None:
+                stmt = stmt.where(jobs.c.array_index > after[0])
+            stmt = stmt.order_by(jobs.c.array_index)
+        else:
+            key = tuple_(jobs.c.created_at, jobs.c.id)
+            if after is not None:
+                stmt = stmt.where(key < tuple_(*after) if newest_first else key > tuple_(*after))
+            if newest_first:
+                stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
+            else:
+                stmt = stmt.order_by(jobs.c.created_at, jobs.c.id)
+        with self.engine.connect() as conn:
+            return [_job(row._mapping) for row in conn.execute(stmt.limit(limit))]
+
+    def load_unfinished_jobs(self) -> list[JobRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.not_in(_TERMINAL)))
+            return [_job(row._mapping) for row in rows]
+
+    def count_jobs(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())
+
+    def count_children(self, parent_id: str) -> dict[str, int]:
+        stmt = select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id).group_by(jobs.c.status)
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(stmt)}
+
+    def _lock_for_write(self, conn: Connection) -> None:
+        # Serialise revision allocation between servers sharing one PostgreSQL
+        # database; SQLite already has a single writer.
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74657)")
+
+
+def _resource(m: Any) -> ResourceRecord:
+    return ResourceRecord(
+        kind=m["kind"], name=m["name"], arn=m["arn"], created_at=m["created_at"], seq=m["seq"],
+        body=_loads(m["body"]),
+    )
+
+
+def _definition(m: Any) -> JobDefinitionRecord:
+    return JobDefinitionRecord(
+        name=m["name"], revision=m["revision"], status=m["status"], arn=m["arn"], body=_loads(m["body"])
+    )
+
+
+def _job(m: Any) -> JobRecord:
+    return JobRecord(
+        id=m["id"], parent_id=m["parent_id"], array_index=m["array_index"], queue=m["queue"],
+        status=m["status"], job_name=m["job_name"], share_identifier=m["share_identifier"],
+        created_at=m["created_at"], body=_loads(m["body"]),
+    )
+
+
+def _job_row(r: JobRecord) -> dict[str, Any]:
+    return {
+        "id": r.id, "parent_id": r.parent_id, "array_index": r.array_index, "queue": r.queue,
+        "status": r.status, "job_name": r.job_name, "share_identifier": r.share_identifier,
+        "created_at": r.created_at, "body": _dumps(r.body),
+    }

@@ -1,0 +1,48 @@
+"""SQLAlchemy Core tables. The single Alembic tree in ``migrations/`` creates exactly these."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+resources = Table(
+    "resources",
+    metadata,
+    # compute-environment | job-queue | scheduling-policy (see domain.arns.ResourceType)
+    Column("kind", String(32), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("arn", String(512), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+    # Insertion order, used as the stable pagination key.
+    Column("seq", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+job_definitions = Table(
+    "job_definitions",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("revision", Integer, primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("arn", String(512), nullable=False, unique=True),
+    Column("body", Text, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("parent_id", String(64), nullable=True),
+    Column("array_index", Integer, nullable=True),
+    Column("queue", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("job_name", String(128), nullable=False),
+    Column("share_identifier", String(255), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
+    Index("ix_jobs_queue_created", "queue", "created_at"),
+    Index("ix_jobs_parent_index", "parent_id", "array_index"),
+    Index("ix_jobs_status", "status"),
+)
