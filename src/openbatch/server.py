@@ -40,7 +40,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         runtime,
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
-        extra_routes=[Route("/", logs, methods=["POST"])],
+        extra_routes=[Route("/", logs.handle, methods=["POST"])],
     )
     return app, runtime
 

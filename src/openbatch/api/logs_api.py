@@ -30,7 +30,7 @@ class LogsApi:
     def __init__(self, store: LogStore) -> None:
         self.store = store
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         target = request.headers.get("x-amz-target", "")
         if not target.startswith(_PREFIX):
             return error_response(400, "UnknownOperationException", f"Unknown operation {target!r}")

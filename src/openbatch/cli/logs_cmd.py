@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import typer
 
@@ -37,7 +39,7 @@ def logs(
             time.sleep(0.5)
     token = None
     while True:
-        kwargs = {"nextToken": token} if token else {}
+        kwargs: dict[str, Any] = {"nextToken": token} if token else {}
         page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, **kwargs)
         for event in page["events"]:
             prefix = time.strftime("%H:%M:%S ", time.localtime(event["timestamp"] / 1000)) if timestamps else ""
@@ -58,14 +60,11 @@ def logs(
         token = new_token
 
 
-def _stream_of(job: dict[str, object], attempt: int | None) -> str | None:
+def _stream_of(job: Mapping[str, Any], attempt: int | None) -> str | None:
     attempts = job.get("attempts") or []
-    assert isinstance(attempts, list)
     if attempt is not None:
         if 1 <= attempt <= len(attempts):
             return str(attempts[attempt - 1]["container"].get("logStreamName"))
         return None
-    container = job.get("container") or {}
-    assert isinstance(container, dict)
-    name = container.get("logStreamName")
+    name = (job.get("container") or {}).get("logStreamName")
     return str(name) if name else None

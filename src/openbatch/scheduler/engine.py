@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from openbatch.clock import Clock
@@ -222,7 +223,7 @@ class JobEngine:
                 if dependent.status is S.PENDING:
                     if dependent.cancel_reason is not None:
                         reason = dependent.cancel_reason
-                        self._set(dependent, lambda j: t.cancel(j, now, reason))
+                        self._set(dependent, partial(t.cancel, now=now, reason=reason))
                         work.append(dependent)
                     else:
                         self._set(dependent, lambda j: t.make_runnable(j, now))
@@ -290,8 +291,11 @@ class JobEngine:
             if not queue.enabled:
                 self._note_reason(waiting.peek(), f"JobQueue {queue.name} is DISABLED")
                 continue
-            environments = [registry.compute_environments[n] for n in queue.compute_environments
-                            if n in registry.compute_environments]
+            environments = [
+                registry.compute_environments[n]
+                for n in queue.compute_environments
+                if n in registry.compute_environments
+            ]
             while (job := waiting.peek()) is not None:
                 refusals = []
                 for ce in environments:
@@ -307,8 +311,10 @@ class JobEngine:
                         self._note_reason(job, f"JobQueue {queue.name} has no compute environment")
                     else:
                         permanent = [r for r in refusals if r.permanent]
-                        chosen = permanent[0] if len(permanent) == len(refusals) else next(
-                            r for r in refusals if not r.permanent
+                        chosen = (
+                            permanent[0]
+                            if len(permanent) == len(refusals)
+                            else next(r for r in refusals if not r.permanent)
                         )
                         self._note_reason(job, chosen.reason)
                     break
@@ -350,9 +356,7 @@ class JobEngine:
         running = self._running[job_id] = _Running(handle, gpu_ids)
         self._set(job, lambda j: t.start(j, now))
         if spec.timeout_seconds:
-            running.timer = asyncio.get_running_loop().call_later(
-                spec.timeout_seconds, self._time_out, job_id
-            )
+            running.timer = asyncio.get_running_loop().call_later(spec.timeout_seconds, self._time_out, job_id)
 
     def _time_out(self, job_id: str) -> None:
         running = self._running.get(job_id)

@@ -80,7 +80,10 @@ def update(ctx: ServiceContext, req: s.UpdateComputeEnvironment) -> dict[str, An
     body.update(changes)
     ctx.store.update_resource(KIND, body["computeEnvironmentName"], body)
     ctx.resources_changed()
-    return {"computeEnvironmentName": body["computeEnvironmentName"], "computeEnvironmentArn": body["computeEnvironmentArn"]}
+    return {
+        "computeEnvironmentName": body["computeEnvironmentName"],
+        "computeEnvironmentArn": body["computeEnvironmentArn"],
+    }
 
 
 def delete(ctx: ServiceContext, req: s.DeleteComputeEnvironment) -> dict[str, Any]:

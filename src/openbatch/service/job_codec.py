@@ -10,7 +10,16 @@ from openbatch.domain.jobspec import Resources, RetryPolicy
 from openbatch.domain.states import JobStatus
 from openbatch.store.base import JobRecord
 
-_ATTEMPT_FIELDS = ("started_at", "stopped_at", "exit_code", "reason", "status_reason", "log_stream", "task_id", "pid")
+_ATTEMPT_FIELDS = (
+    "started_at",
+    "stopped_at",
+    "exit_code",
+    "reason",
+    "status_reason",
+    "log_stream",
+    "task_id",
+    "pid",
+)
 
 
 def spec_to_body(spec: JobSpec) -> dict[str, Any]:

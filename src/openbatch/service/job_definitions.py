@@ -15,7 +15,12 @@ from openbatch.store.base import JobDefinitionRecord
 
 TOKEN_KIND = ResourceType.JOB_DEFINITION.value
 _CONTAINER_DEFAULTS: dict[str, Any] = {
-    "environment": [], "mountPoints": [], "volumes": [], "ulimits": [], "resourceRequirements": [], "secrets": []
+    "environment": [],
+    "mountPoints": [],
+    "volumes": [],
+    "ulimits": [],
+    "resourceRequirements": [],
+    "secrets": [],
 }
 
 

@@ -32,16 +32,16 @@ def get_body(ctx: ServiceContext, reference: str) -> dict[str, Any]:
 
 def _resolve_order(ctx: ServiceContext, order: list[s.ComputeEnvironmentOrder]) -> list[dict[str, Any]]:
     if not 1 <= len(order) <= MAX_COMPUTE_ENVIRONMENTS:
-        raise ValidationError(
-            f"computeEnvironmentOrder must list 1 to {MAX_COMPUTE_ENVIRONMENTS} compute environments"
-        )
+        raise ValidationError(f"computeEnvironmentOrder must list 1 to {MAX_COMPUTE_ENVIRONMENTS} compute environments")
     if len({e.order for e in order}) != len(order):
         raise ValidationError("computeEnvironmentOrder entries must have distinct order values")
     resolved, kinds = [], set()
     for entry in order:
         record = ctx.store.get_resource(ces.KIND, ces.resolve_name(entry.computeEnvironment))
         if record is None:
-            raise ValidationError(f"computeEnvironmentOrder: ComputeEnvironment {entry.computeEnvironment} does not exist")
+            raise ValidationError(
+                f"computeEnvironmentOrder: ComputeEnvironment {entry.computeEnvironment} does not exist"
+            )
         if record.body.get("status") != "VALID":
             raise ValidationError(f"ComputeEnvironment {record.name} is not VALID")
         resource_type = record.body.get("computeResources", {}).get("type", "EC2")

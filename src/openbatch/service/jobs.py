@@ -44,9 +44,7 @@ class JobService:
     def op_SubmitJob(self, caller: Caller, req: s.SubmitJob) -> dict[str, Any]:
         registry = self.engine.registry
         submission.check_job_name(req.jobName)
-        queue = submission.check_queue(
-            registry.queues.get(submission.queue_name(req.jobQueue)), req.jobQueue
-        )
+        queue = submission.check_queue(registry.queues.get(submission.queue_name(req.jobQueue)), req.jobQueue)
         definition = jds.resolve(self.ctx, req.jobDefinition)
         submission.check_fairshare(req, registry.policy_of(queue))
         depends_on = submission.check_dependencies(req, self._dependency_info)
@@ -56,7 +54,11 @@ class JobService:
         self.ctx.store.insert_jobs(to_record(job) for job in jobs)
         self.engine.admit(jobs)
         head = jobs[0]
-        return {"jobArn": caller.arns.build(ResourceType.JOB, head.id), "jobName": spec.job_name, "jobId": head.id}
+        return {
+            "jobArn": caller.arns.build(ResourceType.JOB, head.id),
+            "jobName": spec.job_name,
+            "jobId": head.id,
+        }
 
     def _dependency_info(self, ids: list[str]) -> dict[str, submission.DependencyInfo]:
         found: dict[str, submission.DependencyInfo] = {}
@@ -205,7 +207,7 @@ class JobService:
                 if job is not None:
                     (self.engine.terminate if terminate else self.engine.cancel)(job, reason)
                 successful.append(job_id)
-            except Exception as exc:  # noqa: BLE001 - reported per job, as AWS does
+            except Exception as exc:
                 errors.append({"job": job_id, "code": "ServerException", "message": str(exc)})
         return {"successful": successful, "errors": errors}
 

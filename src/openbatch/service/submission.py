@@ -185,8 +185,13 @@ def build_jobs(spec: JobSpec, req: s.SubmitJob, now: int) -> list[Job]:
     summary = dict.fromkeys(STATUS_SUMMARY_KEYS, 0)
     summary[JobStatus.PENDING.value] = spec.array_size
     parent = Job(
-        id=job_id, spec=spec, status=JobStatus.SUBMITTED, created_at=now, tags=tags,
-        status_summary=summary, summary_updated_at=now,
+        id=job_id,
+        spec=spec,
+        status=JobStatus.SUBMITTED,
+        created_at=now,
+        tags=tags,
+        status_summary=summary,
+        summary_updated_at=now,
     )
     n_to_n = [d["jobId"] for d in spec.depends_on if d.get("type") == "N_TO_N"]
     sequential = any(d.get("type") == "SEQUENTIAL" for d in spec.depends_on)
@@ -198,8 +203,13 @@ def build_jobs(spec: JobSpec, req: s.SubmitJob, now: int) -> list[Job]:
             deps.append(f"{job_id}:{index - 1}")
         jobs.append(
             Job(
-                id=f"{job_id}:{index}", spec=spec, status=JobStatus.PENDING, created_at=now,
-                parent_id=job_id, array_index=index, deps=tuple(deps),
+                id=f"{job_id}:{index}",
+                spec=spec,
+                status=JobStatus.PENDING,
+                created_at=now,
+                parent_id=job_id,
+                array_index=index,
+                deps=tuple(deps),
             )
         )
     return jobs

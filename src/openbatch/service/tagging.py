@@ -20,7 +20,9 @@ class JobTags(Protocol):
     def set_tags(self, job_id: str, tags: dict[str, str]) -> None: ...
 
 
-def _edit(ctx: ServiceContext, jobs: JobTags | None, arn: str, change: Callable[[dict[str, str]], dict[str, str]]) -> dict[str, str]:
+def _edit(
+    ctx: ServiceContext, jobs: JobTags | None, arn: str, change: Callable[[dict[str, str]], dict[str, str]]
+) -> dict[str, str]:
     parsed = parse_arn(arn)
     kind, ident = parsed.resource_type, parsed.resource_id
     if kind is ResourceType.JOB:

@@ -1,0 +1,181 @@
+"""Test support: real ``openbatch server`` processes and real clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import httpx
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_logs import CloudWatchLogsClient
+
+REGION = "us-east-1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """One ``openbatch server`` child process on a free loopback port."""
+
+    data_dir: Path
+    database_url: str | None = None
+    extra_args: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "server.log"
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        cmd = [
+            sys.executable, "-m", "openbatch.cli.main", "server",
+            "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "warning",
+            *self.extra_args,
+        ]
+        if self.database_url:
+            cmd += ["--database-url", self.database_url]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"server did not become healthy:\n{self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+
+    def crash(self) -> None:
+        """SIGKILL the server alone (its jobs' process groups survive, as after a real crash)."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> ServerProcess:
+        self.stop()
+        return self.start()
+
+    def batch(self) -> BatchClient:
+        return batch_client(self.url)
+
+    def logs(self) -> CloudWatchLogsClient:
+        return boto3.client(
+            "logs", region_name=REGION, endpoint_url=self.url,
+            aws_access_key_id="test", aws_secret_access_key="test",
+        )
+
+
+def batch_client(url: str) -> BatchClient:
+    return boto3.client(
+        "batch", region_name=REGION, endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+@contextmanager
+def running_server(data_dir: Path, **kwargs: Any) -> Iterator[ServerProcess]:
+    server = ServerProcess(data_dir, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+
+
+def wait_for_status(
+    batch: BatchClient, job_id: str, statuses: Sequence[str], timeout: float = 30.0
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
+        return dict(jobs[0]) if jobs and jobs[0]["status"] in statuses else None
+
+    result: dict[str, Any] = wait_for(check, timeout)
+    return result
+
+
+def aws_cli(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the AWS CLI v1 (``aws batch …``) against ``url``."""
+    env = {**os.environ, **CREDENTIALS}
+    aws = Path(sys.executable).with_name("aws")
+    return subprocess.run(
+        [str(aws), "--endpoint-url", url, "--output", "json", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=check,
+    )
+
+
+def make_queue(batch: BatchClient, *, max_vcpus: int = 16, priority: int = 10, state: str = "ENABLED") -> str:
+    """A fresh compute environment and job queue; returns the queue name."""
+    ce = unique("ce")
+    batch.create_compute_environment(
+        computeEnvironmentName=ce, type="MANAGED", state=state,
+        computeResources={"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
+    )
+    queue = unique("q")
+    batch.create_job_queue(
+        jobQueueName=queue, priority=priority, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+    )
+    return queue
+
+
+def shell_definition(batch: BatchClient, script: str = "true", **kwargs: Any) -> str:
+    """Register a job definition running ``sh -c script``; returns ``name:revision``."""
+    name = unique("jd")
+    props: dict[str, Any] = {
+        "image": "busybox",
+        "command": ["sh", "-c", script],
+        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
+    }
+    props.update(kwargs.pop("container", {}))
+    result = batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=props, **kwargs)
+    return f"{name}:{result['revision']}"
