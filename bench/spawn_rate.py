@@ -1,6 +1,11 @@
 """Process spawn throughput: bare ``subprocess.Popen`` against :class:`LocalExecutor`.
 
-Usage: ``python bench/spawn_rate.py --n 2000 [--concurrency K]``
+Usage: ``python bench/spawn_rate.py --n 2000 [--concurrency K] [--log-dir DIR]``
+
+Each executor attempt creates its log stream file, so the executor figure
+also measures the file system under ``--log-dir`` (the system temporary
+directory by default); point it at the server's real data volume, or at a
+tmpfs to see the executor's own overhead.
 
 The executor does strictly more per job than a bare spawn (two pipes, a
 pidfd, a log stream file, a process group and its cleanup), so the ratio
@@ -92,16 +97,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--n", type=int, default=2000, help="number of `true` processes per measurement")
     parser.add_argument("--concurrency", type=int, default=2 * (os.cpu_count() or 1), help="max in flight")
+    parser.add_argument("--log-dir", type=Path, default=None, help="parent of the temporary log store")
     args = parser.parse_args()
     n: int = args.n
     concurrency: int = args.concurrency
+    log_dir: Path | None = args.log_dir
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, n={n}, concurrency={concurrency}")
     serial = serial_popen(n)
     print(f"Popen(['true']).wait() serial          {serial:9.0f} jobs/s")
     raw = concurrent_popen(n, concurrency)
     print(f"Popen(['true']) x{concurrency:<3d} in flight        {raw:9.0f} jobs/s")
-    with tempfile.TemporaryDirectory(prefix="openbatch-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="openbatch-bench-", dir=log_dir) as tmp:
         rate = asyncio.run(executor_rate(n, concurrency, Path(tmp)))
     print(f"LocalExecutor x{concurrency:<3d} in flight          {rate:9.0f} jobs/s")
     print(f"ratio executor / serial Popen          {rate / serial:9.2f}")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from openbatch.executors.base import ExitInfo, Handle, LaunchSpec
+from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import OOM_REASON, LocalExecutor
 from openbatch.logs.store import MAX_EVENT_BYTES, LogEvent, LogStore
@@ -104,6 +104,8 @@ def assert_group_gone(pgid: int) -> None:
 def test_exit_codes(tmp_path: Path) -> None:
     async def main() -> list[ExitInfo]:
         h = Harness(tmp_path)
+        as_protocol: Executor = h.executor  # the type checker verifies LocalExecutor fits the seam
+        assert as_protocol is h.executor
         try:
             return [
                 await h.run(h.spec("true")),
@@ -122,10 +124,7 @@ def test_exit_codes(tmp_path: Path) -> None:
 
 
 def test_stdout_and_stderr_lines_in_order_with_timestamps(tmp_path: Path) -> None:
-    script = (
-        "echo out1; sleep 0.05; echo err1 >&2; sleep 0.05;"
-        " printf 'out2\\n\\nout3\\n'; sleep 0.05; echo err2 >&2"
-    )
+    script = "echo out1; sleep 0.05; echo err1 >&2; sleep 0.05; printf 'out2\\n\\nout3\\n'; sleep 0.05; echo err2 >&2"
 
     async def main() -> tuple[ExitInfo, Harness, LaunchSpec, int, int]:
         h = Harness(tmp_path)
@@ -169,9 +168,7 @@ def test_partial_lines_at_eof_and_long_lines(tmp_path: Path) -> None:
 
 def test_large_output_keeps_executor_memory_bounded(tmp_path: Path) -> None:
     line_count = 50_000
-    script = (
-        f"import sys\nline = 'y' * 999 + '\\n'\nw = sys.stdout.write\nfor _ in range({line_count}): w(line)"
-    )
+    script = f"import sys\nline = 'y' * 999 + '\\n'\nw = sys.stdout.write\nfor _ in range({line_count}): w(line)"
 
     async def main() -> tuple[ExitInfo, Harness, LaunchSpec, int]:
         h = Harness(tmp_path)
@@ -254,7 +251,8 @@ def test_kill_with_grace_removes_whole_process_group(tmp_path: Path) -> None:
 
 def test_background_children_die_with_main_process(tmp_path: Path) -> None:
     async def main() -> tuple[ExitInfo, int, float, Harness, LaunchSpec]:
-        h = Harness(tmp_path)
+        # A long drain deadline: exit must come from the group being killed, not from giving up on the pipes.
+        h = Harness(tmp_path, pipe_drain_seconds=10.0)
         spec = h.spec("sh", "-c", "sleep 100 & echo started")
         start = time.monotonic()
         handle, done = h.launch(spec)
@@ -265,7 +263,7 @@ def test_background_children_die_with_main_process(tmp_path: Path) -> None:
 
     info, pgid, elapsed, h, spec = run(main())
     assert info.exit_code == 0
-    assert elapsed < 0.9, "should not wait for the pipe drain deadline"
+    assert elapsed < 3
     assert h.messages(spec) == ["started"]
     assert_group_gone(pgid)
 
@@ -364,13 +362,7 @@ def test_gpu_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_follower_sees_lines_while_process_runs(tmp_path: Path) -> None:
-    script = (
-        "import time\n"
-        "print('first', flush=True)\n"
-        "time.sleep(0.3)\n"
-        "print('second', flush=True)\n"
-        "time.sleep(30)"
-    )
+    script = "import time\nprint('first', flush=True)\ntime.sleep(0.3)\nprint('second', flush=True)\ntime.sleep(30)"
 
     async def main() -> tuple[list[str], float, ExitInfo]:
         h = Harness(tmp_path)

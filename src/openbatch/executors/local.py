@@ -166,11 +166,13 @@ class _Attempt:
 class LocalExecutor:
     """Runs each attempt as a process group of this host, output going to a :class:`LogStore`.
 
-    Everything is driven by the event loop without helper threads: each
-    attempt costs three file descriptors watched with ``add_reader`` (stdout,
-    stderr and a pidfd that becomes readable when the main process exits), so
-    thousands of short jobs per second are limited by ``fork``/``exec``, not by
-    bookkeeping. Output is split into CloudWatch-sized events as it arrives
+    Linux only (``pidfd_open`` needs kernel 5.3 or later). Everything is
+    driven by the event loop without helper threads: each attempt costs three
+    file descriptors watched with ``add_reader`` (stdout, stderr and a pidfd
+    that becomes readable when the main process exits), plus the log file
+    once there is output to append, so thousands of short jobs per second are
+    limited by ``fork``/``exec`` and log stream creation, not by bookkeeping.
+    Output is split into CloudWatch-sized events as it arrives
     and appended to the stream at once; at most one partial line per pipe is
     held in memory, whatever the job prints. Empty lines produce no event, as
     with the ``awslogs`` log driver.
@@ -181,7 +183,9 @@ class LocalExecutor:
     orphans are re-parented here and their zombies reaped; ``on_exit`` is only
     called once the group is gone (or ``pipe_drain_seconds`` after the main
     exit, whichever is first). A descendant that moved itself to another
-    process group or session escapes all of this.
+    process group or session escapes all of this: it is not killed, and once
+    it exits it stays a zombie of this process, since reaping it here could
+    steal the exit status of a child some other component is waiting for.
 
     Memory limits are enforced without cgroups, which need privileges or a
     delegated hierarchy that a self-hosted server often lacks: one timer,
@@ -450,9 +454,7 @@ class LocalExecutor:
             return
         loop = self._require_loop()
         if loop.time() >= attempt.deadline:
-            logger.warning(
-                "process group %d of job %s outlived its leader", attempt.pgid, attempt.spec.job_id
-            )
+            logger.warning("process group %d of job %s outlived its leader", attempt.pgid, attempt.spec.job_id)
             attempt.group_gone = True
             return
         # Members may have forked since the last SIGKILL; keep sweeping until the group is empty.

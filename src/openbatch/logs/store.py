@@ -410,9 +410,7 @@ class LogStore:
         try:
             fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
-            raise LogStreamNotFoundError(
-                f"The specified log stream does not exist: {group} {stream}"
-            ) from None
+            raise LogStreamNotFoundError(f"The specified log stream does not exist: {group} {stream}") from None
         try:
             end = _complete_end(fd, os.fstat(fd).st_size)
             if next_token is not None:
@@ -483,9 +481,7 @@ def _read_forward(
     return LogEventsPage(events, f"f/{pos}", f"b/{start if first is None else first}")
 
 
-def _read_backward(
-    fd: int, end: int, start_time: int | None, end_time: int | None, limit: int
-) -> LogEventsPage:
+def _read_backward(fd: int, end: int, start_time: int | None, end_time: int | None, limit: int) -> LogEventsPage:
     events: list[LogEvent] = []
     last_end: int | None = None
     pos = end

@@ -98,6 +98,7 @@ class JobEngine:
         self.registry.refresh()
         self._recover()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="openbatch-scheduler")
+        self.wake()
 
     async def stop(self) -> None:
         self._stopping = True
