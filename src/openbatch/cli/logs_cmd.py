@@ -40,7 +40,14 @@ def logs(
     token = None
     while True:
         kwargs: dict[str, Any] = {"nextToken": token} if token else {}
-        page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, **kwargs)
+        try:
+            page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, **kwargs)
+        except cwl.exceptions.ResourceNotFoundException:
+            # The stream is created with the first line of output.
+            if not follow or batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] in _TERMINAL:
+                return
+            time.sleep(0.3)
+            continue
         for event in page["events"]:
             prefix = time.strftime("%H:%M:%S ", time.localtime(event["timestamp"] / 1000)) if timestamps else ""
             sys.stdout.write(f"{prefix}{event['message']}\n")

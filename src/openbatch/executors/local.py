@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import IO
 
 from openbatch.executors.base import ExitCallback, ExitInfo, Handle, LaunchSpec
@@ -95,6 +96,16 @@ def _group_rss(groups: Mapping[int, object]) -> dict[int, int]:
     return totals
 
 
+def _make_dir(path: Path) -> None:
+    # os.mkdir first: one syscall in the common case, where pathlib's mkdir does several.
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.mkdir(parents=True, exist_ok=True)
+
+
 class _NotStarted:
     """Handle of an attempt whose process never started; killing it is a no-op."""
 
@@ -135,14 +146,14 @@ class _Attempt:
         on_exit: ExitCallback,
         proc: subprocess.Popen[bytes],
         pidfd: int,
-        writer: LogWriter,
     ) -> None:
         self.spec = spec
         self.on_exit = on_exit
         self.proc = proc
         self.pgid = proc.pid
         self.pidfd = pidfd
-        self.writer = writer
+        # Created with the first line of output: a silent job costs no file (see LocalExecutor).
+        self.writer: LogWriter | None = None
         self.pipes: list[IO[bytes] | None] = [proc.stdout, proc.stderr]
         self.partial = [b"", b""]
         self.returncode: int | None = None
@@ -174,7 +185,9 @@ class LocalExecutor:
     limited by ``fork``/``exec`` and log stream creation, not by bookkeeping.
     Output is split into CloudWatch-sized events as it arrives
     and appended to the stream at once; at most one partial line per pipe is
-    held in memory, whatever the job prints. Empty lines produce no event, as
+    held in memory, whatever the job prints. The stream is created with the
+    first line of output, so a job that prints nothing has no stream (creating
+    a file per attempt was the largest cost of running trivial jobs). Empty lines produce no event, as
     with the ``awslogs`` log driver.
 
     When the main process exits the rest of its process group is SIGKILLed,
@@ -244,7 +257,7 @@ class LocalExecutor:
             env["CUDA_VISIBLE_DEVICES"] = visible
             env["NVIDIA_VISIBLE_DEVICES"] = visible
         try:
-            spec.working_dir.mkdir(parents=True, exist_ok=True)
+            _make_dir(spec.working_dir)
             proc = subprocess.Popen(
                 spec.command,
                 cwd=spec.working_dir,
@@ -262,13 +275,7 @@ class LocalExecutor:
         except OSError as exc:
             self._abandon(proc, None)
             return self._not_started(loop, on_exit, str(exc))
-        try:
-            writer = self._log_store.open_writer(self._log_group, spec.log_stream)
-        except (OSError, ValueError) as exc:
-            self._abandon(proc, pidfd)
-            return self._not_started(loop, on_exit, f"cannot create log stream: {exc}")
-
-        attempt = _Attempt(spec, on_exit, proc, pidfd, writer)
+        attempt = _Attempt(spec, on_exit, proc, pidfd)
         for index, pipe in enumerate(attempt.pipes):
             assert pipe is not None
             fd = pipe.fileno()
@@ -396,6 +403,8 @@ class LocalExecutor:
         if not events or attempt.log_failed:
             return
         try:
+            if attempt.writer is None:
+                attempt.writer = self._log_store.open_writer(self._log_group, attempt.spec.log_stream)
             attempt.writer.write_raw(time.time_ns() // 1_000_000, events)
             attempt.writer.flush()
         except OSError:
@@ -512,7 +521,8 @@ class LocalExecutor:
                 timer.cancel()
         attempt.drain_timer = attempt.reap_timer = attempt.kill_timer = None
         try:
-            attempt.writer.close()
+            if attempt.writer is not None:
+                attempt.writer.close()
         except OSError:
             logger.exception("closing the log of job %s failed", attempt.spec.job_id)
         self._active.discard(attempt)

@@ -23,6 +23,7 @@ import socket
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -90,6 +91,7 @@ class JobEngine:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._janitor = ThreadPoolExecutor(1, thread_name_prefix="openbatch-janitor")
         self.cycles = 0
 
     # --- lifecycle -----------------------------------------------------------------
@@ -106,6 +108,7 @@ class JobEngine:
         if self._task is not None:
             await self._task
         self.flush()
+        self._janitor.shutdown(wait=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -396,14 +399,11 @@ class JobEngine:
             self._queue_of(job).push(job)
         else:
             self._finish(job, lambda j: t.fail(j, now, status_reason))
-        self._remove_work_dir(job_id)
+        if job.status in TERMINAL:
+            # Off the event loop: removing a directory costs more than starting a job on
+            # some file systems. Only finished jobs, so a retry never races its own mkdir.
+            self._janitor.submit(_remove_empty_dir, self.work_dir / job_id)
         self.wake()
-
-    def _remove_work_dir(self, job_id: str) -> None:
-        try:
-            (self.work_dir / job_id).rmdir()
-        except OSError:
-            pass  # not empty (the job left files for the user) or already gone
 
     # --- cancel and terminate ---------------------------------------------------------
 
@@ -516,6 +516,13 @@ class JobEngine:
             self._queue_of(job).push(job)
         else:
             self._finish(job, lambda j: t.fail(j, now, HOST_TERMINATED))
+
+
+def _remove_empty_dir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty (the job left files for the user) or already gone
 
 
 def _kill_orphan(pid: int, job_id: str) -> None:
