@@ -8,13 +8,14 @@ from pathlib import Path
 
 import typer
 
-from openbatch.cli import logs_cmd
+from openbatch.cli import demo, logs_cmd
 from openbatch.config import Settings
 
 app = typer.Typer(
     help="OpenBatch: a self-hosted, wire-compatible AWS Batch.", no_args_is_help=True, add_completion=False
 )
 app.command("logs")(logs_cmd.logs)
+app.command("demo")(demo.demo)
 
 DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
 
