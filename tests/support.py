@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import httpx
@@ -53,8 +53,16 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
-            sys.executable, "-m", "openbatch.cli.main", "server",
-            "--port", str(self.port), "--data-dir", str(self.data_dir), "--log-level", "warning",
+            sys.executable,
+            "-m",
+            "openbatch.cli.main",
+            "server",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--log-level",
+            "warning",
             *self.extra_args,
         ]
         if self.database_url:
@@ -97,8 +105,11 @@ class ServerProcess:
 
     def logs(self) -> CloudWatchLogsClient:
         return boto3.client(
-            "logs", region_name=REGION, endpoint_url=self.url,
-            aws_access_key_id="test", aws_secret_access_key="test",
+            "logs",
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
         )
 
 
@@ -133,9 +144,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
-def wait_for_status(
-    batch: BatchClient, job_id: str, statuses: Sequence[str], timeout: float = 30.0
-) -> dict[str, Any]:
+def wait_for_status(batch: BatchClient, job_id: str, statuses: Sequence[str], timeout: float = 30.0) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
         return dict(jobs[0]) if jobs and jobs[0]["status"] in statuses else None
@@ -150,15 +159,23 @@ def aws_cli(url: str, *args: str, check: bool = True) -> subprocess.CompletedPro
     aws = Path(sys.executable).with_name("aws")
     return subprocess.run(
         [str(aws), "--endpoint-url", url, "--output", "json", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=check,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
     )
 
 
-def make_queue(batch: BatchClient, *, max_vcpus: int = 16, priority: int = 10, state: str = "ENABLED") -> str:
+def make_queue(
+    batch: BatchClient, *, max_vcpus: int = 16, priority: int = 10, state: Literal["ENABLED", "DISABLED"] = "ENABLED"
+) -> str:
     """A fresh compute environment and job queue; returns the queue name."""
     ce = unique("ce")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", state=state,
+        computeEnvironmentName=ce,
+        type="MANAGED",
+        state=state,
         computeResources={"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
     )
     queue = unique("q")
@@ -171,11 +188,13 @@ def make_queue(batch: BatchClient, *, max_vcpus: int = 16, priority: int = 10, s
 def shell_definition(batch: BatchClient, script: str = "true", **kwargs: Any) -> str:
     """Register a job definition running ``sh -c script``; returns ``name:revision``."""
     name = unique("jd")
-    props: dict[str, Any] = {
+    props: Any = {
         "image": "busybox",
         "command": ["sh", "-c", script],
         "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
     }
     props.update(kwargs.pop("container", {}))
-    result = batch.register_job_definition(jobDefinitionName=name, type="container", containerProperties=props, **kwargs)
+    result = batch.register_job_definition(
+        jobDefinitionName=name, type="container", containerProperties=props, **kwargs
+    )
     return f"{name}:{result['revision']}"

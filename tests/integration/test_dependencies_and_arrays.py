@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -77,8 +78,9 @@ def test_failure_propagates_through_three_levels(batch: BatchClient, queue: str)
 
 
 def test_dependency_being_retried_does_not_fail_dependents(batch: BatchClient, queue: str) -> None:
-    flaky = submit(batch, queue, shell_definition(batch, '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 2 ]'),
-                   retryStrategy={"attempts": 2})
+    flaky = submit(
+        batch, queue, shell_definition(batch, '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 2 ]'), retryStrategy={"attempts": 2}
+    )
     after = submit(batch, queue, shell_definition(batch, "true"), flaky)
     jobs = finished(batch, [flaky, after])
     assert jobs[flaky]["status"] == "SUCCEEDED" and len(jobs[flaky]["attempts"]) == 2
@@ -146,15 +148,23 @@ def test_terminate_pending_job_fails_it_at_once(batch: BatchClient, queue: str) 
 
 def test_array_job_children_and_status_summary(batch: BatchClient, queue: str) -> None:
     definition = shell_definition(batch, 'echo "$AWS_BATCH_JOB_ARRAY_INDEX/$AWS_BATCH_JOB_ARRAY_SIZE"')
-    parent = batch.submit_job(
-        jobName="arr", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 10}
-    )["jobId"]
+    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 10})[
+        "jobId"
+    ]
     job = wait_for_status(batch, parent, DONE)
     assert job["status"] == "SUCCEEDED"
     props = job["arrayProperties"]
     assert props["size"] == 10
     assert props["statusSummary"]["SUCCEEDED"] == 10
-    assert set(props["statusSummary"]) == {"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"}
+    assert set(props["statusSummary"]) == {
+        "SUBMITTED",
+        "PENDING",
+        "RUNNABLE",
+        "STARTING",
+        "RUNNING",
+        "SUCCEEDED",
+        "FAILED",
+    }
     children = batch.list_jobs(arrayJobId=parent, jobStatus="SUCCEEDED")["jobSummaryList"]
     assert [c["jobId"] for c in children] == [f"{parent}:{i}" for i in range(10)]
     child = batch.describe_jobs(jobs=[f"{parent}:7"])["jobs"][0]
@@ -165,8 +175,9 @@ def test_array_job_children_and_status_summary(batch: BatchClient, queue: str) -
 
 def test_array_parent_states_never_include_running(batch: BatchClient, queue: str) -> None:
     definition = shell_definition(batch, "sleep 0.5")
-    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=definition,
-                              arrayProperties={"size": 3})["jobId"]
+    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 3})[
+        "jobId"
+    ]
     seen = set()
 
     def poll() -> bool:
@@ -181,8 +192,9 @@ def test_array_parent_states_never_include_running(batch: BatchClient, queue: st
 
 def test_array_fails_when_a_child_fails(batch: BatchClient, queue: str) -> None:
     definition = shell_definition(batch, '[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 2 ]')
-    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=definition,
-                              arrayProperties={"size": 4})["jobId"]
+    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 4})[
+        "jobId"
+    ]
     job = wait_for_status(batch, parent, DONE)
     assert job["status"] == "FAILED"
     assert job["statusReason"] == "Array Child Job failed"
@@ -191,8 +203,9 @@ def test_array_fails_when_a_child_fails(batch: BatchClient, queue: str) -> None:
 
 
 def test_dependency_on_array_parent_waits_for_whole_array(batch: BatchClient, queue: str) -> None:
-    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=shell_definition(batch, "sleep 0.2"),
-                              arrayProperties={"size": 4})["jobId"]
+    parent = batch.submit_job(
+        jobName="arr", jobQueue=queue, jobDefinition=shell_definition(batch, "sleep 0.2"), arrayProperties={"size": 4}
+    )["jobId"]
     after = submit(batch, queue, shell_definition(batch, "true"), parent)
     jobs = finished(batch, [parent, after])
     children = batch.describe_jobs(jobs=[f"{parent}:{i}" for i in range(4)])["jobs"]
@@ -201,20 +214,31 @@ def test_dependency_on_array_parent_waits_for_whole_array(batch: BatchClient, qu
 
 def test_sequential_array_children_never_overlap(batch: BatchClient, queue: str) -> None:
     definition = shell_definition(batch, "sleep 0.05")
-    parent = batch.submit_job(jobName="seq", jobQueue=queue, jobDefinition=definition,
-                              arrayProperties={"size": 20}, dependsOn=[{"type": "SEQUENTIAL"}])["jobId"]
+    parent = batch.submit_job(
+        jobName="seq",
+        jobQueue=queue,
+        jobDefinition=definition,
+        arrayProperties={"size": 20},
+        dependsOn=[{"type": "SEQUENTIAL"}],
+    )["jobId"]
     assert wait_for_status(batch, parent, DONE, timeout=60)["status"] == "SUCCEEDED"
     children = batch.describe_jobs(jobs=[f"{parent}:{i}" for i in range(20)])["jobs"]
     children.sort(key=lambda c: c["arrayProperties"]["index"])
-    for before, after in zip(children, children[1:]):
+    for before, after in pairwise(children):
         assert before["stoppedAt"] <= after["startedAt"]
 
 
 def test_n_to_n_across_two_arrays_of_100(batch: BatchClient, queue: str) -> None:
-    first = batch.submit_job(jobName="a", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                             arrayProperties={"size": 100})["jobId"]
-    second = batch.submit_job(jobName="b", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                              arrayProperties={"size": 100}, dependsOn=[{"jobId": first, "type": "N_TO_N"}])["jobId"]
+    first = batch.submit_job(
+        jobName="a", jobQueue=queue, jobDefinition=shell_definition(batch, "true"), arrayProperties={"size": 100}
+    )["jobId"]
+    second = batch.submit_job(
+        jobName="b",
+        jobQueue=queue,
+        jobDefinition=shell_definition(batch, "true"),
+        arrayProperties={"size": 100},
+        dependsOn=[{"jobId": first, "type": "N_TO_N"}],
+    )["jobId"]
     assert wait_for_status(batch, second, DONE, timeout=60)["status"] == "SUCCEEDED"
     for start in range(0, 100, 50):
         ids = [f"{first}:{i}" for i in range(start, start + 50)] + [f"{second}:{i}" for i in range(start, start + 50)]
@@ -224,11 +248,19 @@ def test_n_to_n_across_two_arrays_of_100(batch: BatchClient, queue: str) -> None
 
 
 def test_n_to_n_child_failure_fails_matching_child(batch: BatchClient, queue: str) -> None:
-    first = batch.submit_job(jobName="a", jobQueue=queue,
-                             jobDefinition=shell_definition(batch, '[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 1 ]'),
-                             arrayProperties={"size": 3})["jobId"]
-    second = batch.submit_job(jobName="b", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                              arrayProperties={"size": 3}, dependsOn=[{"jobId": first, "type": "N_TO_N"}])["jobId"]
+    first = batch.submit_job(
+        jobName="a",
+        jobQueue=queue,
+        jobDefinition=shell_definition(batch, '[ "$AWS_BATCH_JOB_ARRAY_INDEX" != 1 ]'),
+        arrayProperties={"size": 3},
+    )["jobId"]
+    second = batch.submit_job(
+        jobName="b",
+        jobQueue=queue,
+        jobDefinition=shell_definition(batch, "true"),
+        arrayProperties={"size": 3},
+        dependsOn=[{"jobId": first, "type": "N_TO_N"}],
+    )["jobId"]
     wait_for_status(batch, second, DONE)
     children = {j["jobId"]: j for j in batch.describe_jobs(jobs=[f"{second}:{i}" for i in range(3)])["jobs"]}
     assert children[f"{second}:1"]["statusReason"] == "Dependent Job failed"
@@ -236,29 +268,42 @@ def test_n_to_n_child_failure_fails_matching_child(batch: BatchClient, queue: st
 
 
 def test_n_to_n_size_mismatch_is_rejected(batch: BatchClient, queue: str) -> None:
-    first = batch.submit_job(jobName="a", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                             arrayProperties={"size": 3})["jobId"]
+    first = batch.submit_job(
+        jobName="a", jobQueue=queue, jobDefinition=shell_definition(batch, "true"), arrayProperties={"size": 3}
+    )["jobId"]
     with pytest.raises(ClientError):
-        batch.submit_job(jobName="b", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                         arrayProperties={"size": 4}, dependsOn=[{"jobId": first, "type": "N_TO_N"}])
+        batch.submit_job(
+            jobName="b",
+            jobQueue=queue,
+            jobDefinition=shell_definition(batch, "true"),
+            arrayProperties={"size": 4},
+            dependsOn=[{"jobId": first, "type": "N_TO_N"}],
+        )
 
 
 def test_mixed_whole_job_and_sequential_dependencies(batch: BatchClient, queue: str) -> None:
     gate = submit(batch, queue, shell_definition(batch, "sleep 0.2"))
-    parent = batch.submit_job(jobName="mix", jobQueue=queue, jobDefinition=shell_definition(batch, "true"),
-                              arrayProperties={"size": 3},
-                              dependsOn=[{"jobId": gate}, {"type": "SEQUENTIAL"}])["jobId"]
+    parent = batch.submit_job(
+        jobName="mix",
+        jobQueue=queue,
+        jobDefinition=shell_definition(batch, "true"),
+        arrayProperties={"size": 3},
+        dependsOn=[{"jobId": gate}, {"type": "SEQUENTIAL"}],
+    )["jobId"]
     jobs = finished(batch, [gate, parent])
-    children = sorted(batch.describe_jobs(jobs=[f"{parent}:{i}" for i in range(3)])["jobs"],
-                      key=lambda c: c["arrayProperties"]["index"])
+    children = sorted(
+        batch.describe_jobs(jobs=[f"{parent}:{i}" for i in range(3)])["jobs"],
+        key=lambda c: c["arrayProperties"]["index"],
+    )
     assert children[0]["startedAt"] >= jobs[gate]["stoppedAt"]
     assert children[0]["stoppedAt"] <= children[1]["startedAt"] <= children[1]["stoppedAt"] <= children[2]["startedAt"]
 
 
 def test_cancel_parent_reaches_every_child(batch: BatchClient) -> None:
     stuck = make_queue(batch, state="DISABLED")
-    parent = batch.submit_job(jobName="arr", jobQueue=stuck, jobDefinition=shell_definition(batch, "true"),
-                              arrayProperties={"size": 5})["jobId"]
+    parent = batch.submit_job(
+        jobName="arr", jobQueue=stuck, jobDefinition=shell_definition(batch, "true"), arrayProperties={"size": 5}
+    )["jobId"]
     wait_for(lambda: batch.describe_jobs(jobs=[parent])["jobs"][0]["arrayProperties"]["statusSummary"]["RUNNABLE"] == 5)
     batch.cancel_job(jobId=parent, reason="abort array")
     job = wait_for_status(batch, parent, DONE)
@@ -269,8 +314,9 @@ def test_cancel_parent_reaches_every_child(batch: BatchClient) -> None:
 
 
 def test_terminate_one_child_fails_the_parent(batch: BatchClient, queue: str) -> None:
-    parent = batch.submit_job(jobName="arr", jobQueue=queue, jobDefinition=shell_definition(batch, "sleep 1"),
-                              arrayProperties={"size": 3})["jobId"]
+    parent = batch.submit_job(
+        jobName="arr", jobQueue=queue, jobDefinition=shell_definition(batch, "sleep 1"), arrayProperties={"size": 3}
+    )["jobId"]
     wait_for_status(batch, f"{parent}:1", ["RUNNING"])
     batch.terminate_job(jobId=f"{parent}:1", reason="one child")
     job = wait_for_status(batch, parent, DONE)

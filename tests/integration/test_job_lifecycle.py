@@ -89,8 +89,11 @@ def test_evaluate_on_exit(batch: BatchClient, queue: str, rules: list[dict[str, 
 
 def test_timeout_is_never_retried(batch: BatchClient, queue: str) -> None:
     job_id = submit(
-        batch, queue, shell_definition(batch, "sleep 30"),
-        timeout={"attemptDurationSeconds": 1}, retryStrategy={"attempts": 3},
+        batch,
+        queue,
+        shell_definition(batch, "sleep 30"),
+        timeout={"attemptDurationSeconds": 1},
+        retryStrategy={"attempts": 3},
     )
     job = wait_for_status(batch, job_id, DONE)
     assert job["status"] == "FAILED"
@@ -149,7 +152,9 @@ def test_cancel_running_job_has_no_effect(batch: BatchClient, queue: str) -> Non
 def test_memory_limit_kills_the_job(batch: BatchClient, queue: str) -> None:
     script = "python3 -c 'import time; b = bytearray(400 * 1024 * 1024); time.sleep(5)'"
     definition = shell_definition(
-        batch, script, container={"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]}
+        batch,
+        script,
+        container={"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]},
     )
     job = wait_for_status(batch, submit(batch, queue, definition), DONE)
     assert job["status"] == "FAILED"
@@ -165,22 +170,31 @@ def test_job_too_big_for_any_compute_environment_waits_with_reason(batch: BatchC
     )
     job = wait_for_status(batch, job_id, ["RUNNABLE"])
     wait_for(lambda: "MAX_RESOURCE" in batch.describe_jobs(jobs=[job_id])["jobs"][0].get("statusReason", ""))
-    job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
-    assert job["statusReason"].startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")
+    described = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+    assert described["statusReason"].startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")
     batch.cancel_job(jobId=job_id, reason="cleanup")
 
 
 def test_parameters_and_environment(batch: BatchClient, queue: str, server: ServerProcess) -> None:
     definition = shell_definition(
-        batch, "",
+        batch,
+        "",
         container={
-            "command": ["sh", "-c", 'echo "$0 $GREETING $AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT $AWS_BATCH_JQ_NAME $AWS_BATCH_CE_NAME"', "Ref::word"],
+            "command": [
+                "sh",
+                "-c",
+                'echo "$0 $GREETING $AWS_BATCH_JOB_ID $AWS_BATCH_JOB_ATTEMPT $AWS_BATCH_JQ_NAME $AWS_BATCH_CE_NAME"',
+                "Ref::word",
+            ],
             "environment": [{"name": "GREETING", "value": "hello"}],
         },
         parameters={"word": "default"},
     )
     job_id = submit(
-        batch, queue, definition, parameters={"word": "custom"},
+        batch,
+        queue,
+        definition,
+        parameters={"word": "custom"},
         containerOverrides={"environment": [{"name": "GREETING", "value": "bonjour"}]},
     )
     job = wait_for_status(batch, job_id, DONE)
@@ -207,7 +221,9 @@ def test_missing_parameter_is_a_client_error(batch: BatchClient, queue: str) -> 
 def test_reserved_environment_variable_is_rejected(batch: BatchClient, queue: str) -> None:
     with pytest.raises(ClientError) as excinfo:
         submit(
-            batch, queue, shell_definition(batch, "true"),
+            batch,
+            queue,
+            shell_definition(batch, "true"),
             containerOverrides={"environment": [{"name": "AWS_BATCH_JOB_ID", "value": "x"}]},
         )
     assert excinfo.value.response["Error"]["Code"] == "ClientException"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
@@ -10,12 +11,16 @@ from tests.support import ServerProcess, make_queue, shell_definition, unique, w
 DONE = ("SUCCEEDED", "FAILED")
 
 
-def _alive(pid: int) -> bool:
+def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return False
-    return True
+        return True
+    return False
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
 
 
 def test_crash_with_running_jobs_retries_or_fails_them(tmp_path: Path) -> None:
@@ -27,15 +32,15 @@ def test_crash_with_running_jobs_retries_or_fails_them(tmp_path: Path) -> None:
         # Attempt 1 blocks (and records its pid); later attempts finish at once.
         script = f'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then echo $$ > {marker}.$AWS_BATCH_JOB_ID; exec sleep 100; fi'
         definition = shell_definition(batch, script)
-        retried = batch.submit_job(jobName=unique("r"), jobQueue=queue, jobDefinition=definition,
-                                   retryStrategy={"attempts": 2})["jobId"]
+        retried = batch.submit_job(
+            jobName=unique("r"), jobQueue=queue, jobDefinition=definition, retryStrategy={"attempts": 2}
+        )["jobId"]
         not_retried = batch.submit_job(jobName=unique("n"), jobQueue=queue, jobDefinition=definition)["jobId"]
         blocked = make_queue(batch, state="DISABLED")
         waiting = batch.submit_job(jobName=unique("w"), jobQueue=blocked, jobDefinition=definition)["jobId"]
         for job_id in (retried, not_retried):
             wait_for_status(batch, job_id, ["RUNNING"])
-        pids = [int(wait_for(lambda j=j: Path(f"{marker}.{j}").exists() and Path(f"{marker}.{j}").read_text()))
-                for j in (retried, not_retried)]
+        pids = [int(wait_for(partial(_read, Path(f"{marker}.{j}")))) for j in (retried, not_retried)]
         wait_for_status(batch, waiting, ["RUNNABLE"])
 
         # When the server is killed outright and started again
@@ -52,7 +57,7 @@ def test_crash_with_running_jobs_retries_or_fails_them(tmp_path: Path) -> None:
         assert failed["status"] == "FAILED"
         assert failed["statusReason"].startswith("Host EC2")
         for pid in pids:
-            wait_for(lambda p=pid: not _alive(p), timeout=10)
+            wait_for(partial(_gone, pid), timeout=10)
         # and a job that was waiting is still there, still waiting
         assert batch.describe_jobs(jobs=[waiting])["jobs"][0]["status"] == "RUNNABLE"
     finally:
@@ -66,8 +71,13 @@ def test_graceful_restart_keeps_pending_graph_and_arrays(tmp_path: Path) -> None
         blocked = make_queue(batch, state="DISABLED")
         definition = shell_definition(batch, "true")
         first = batch.submit_job(jobName="first", jobQueue=blocked, jobDefinition=definition)["jobId"]
-        array = batch.submit_job(jobName="arr", jobQueue=blocked, jobDefinition=definition,
-                                 arrayProperties={"size": 5}, dependsOn=[{"jobId": first}])["jobId"]
+        array = batch.submit_job(
+            jobName="arr",
+            jobQueue=blocked,
+            jobDefinition=definition,
+            arrayProperties={"size": 5},
+            dependsOn=[{"jobId": first}],
+        )["jobId"]
         wait_for_status(batch, array, ["PENDING"])
         server.restart()
         batch = server.batch()
