@@ -18,12 +18,13 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support import ServerProcess  # noqa: E402
+from tests.support import ServerProcess, batch_client
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -78,9 +79,7 @@ def bench_array(batch: BatchClient, queue: str, definition: str, size: int) -> f
     return elapsed
 
 
-def bench_submits(batch_factory: object, url: str, queue: str, definition: str, n: int, threads: int) -> float:
-    from tests.support import batch_client
-
+def bench_submits(url: str, queue: str, definition: str, n: int, threads: int) -> float:
     clients = [batch_client(url) for _ in range(threads)]
     per_thread = n // threads
 
@@ -111,7 +110,7 @@ def bench_chain(batch: BatchClient, queue: str, definition: str, links: int) -> 
     wait_done(batch, ids[-1])
     wall = time.perf_counter() - start
     jobs = {j["jobId"]: j for i in range(0, links, 100) for j in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]}
-    gaps = [jobs[b]["startedAt"] - jobs[a]["stoppedAt"] for a, b in zip(ids, ids[1:])]
+    gaps = [jobs[b]["startedAt"] - jobs[a]["stoppedAt"] for a, b in pairwise(ids)]
     span = jobs[ids[-1]]["stoppedAt"] - jobs[ids[0]]["startedAt"]
     assert all(jobs[i]["status"] == "SUCCEEDED" for i in ids)
     print(
@@ -143,7 +142,7 @@ def main() -> None:
                 f"array of {args.array:,} `true` children, SubmitJob → parent SUCCEEDED: {elapsed:.2f} s "
                 f"= {rate:,.0f} jobs/s ({rate / raw:.0%} of raw spawn rate)"
             )
-            elapsed = bench_submits(None, server.url, queue, definition, args.jobs, args.threads)
+            elapsed = bench_submits(server.url, queue, definition, args.jobs, args.threads)
             rate = args.jobs / elapsed
             print(
                 f"{args.jobs:,} separate SubmitJob `true` jobs ({args.threads} client threads), first submit → "
