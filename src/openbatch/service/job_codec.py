@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from openbatch.domain.job import Attempt, Job, JobSpec
@@ -22,10 +22,14 @@ _ATTEMPT_FIELDS = (
 )
 
 
+_SPEC_FIELDS = tuple(f.name for f in fields(JobSpec) if f.name not in ("retry", "resources"))
+
+
 def spec_to_body(spec: JobSpec) -> dict[str, Any]:
-    body = asdict(spec)
-    body["resources"] = asdict(spec.resources)
-    body.pop("retry")
+    # Field by field rather than dataclasses.asdict, whose deep copy dominated SubmitJob.
+    body = {name: getattr(spec, name) for name in _SPEC_FIELDS}
+    resources = spec.resources
+    body["resources"] = {"vcpus": resources.vcpus, "memory_mib": resources.memory_mib, "gpus": resources.gpus}
     return body
 
 
