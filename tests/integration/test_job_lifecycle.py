@@ -301,3 +301,29 @@ def test_start_order_follows_submission_in_a_fifo_queue(batch: BatchClient, tmp_
         wait_for_status(batch, job_id, DONE)
     assert out.read_text().split() == ids
     time.sleep(0)
+
+
+def test_deleting_a_queue_terminates_its_jobs(batch: BatchClient) -> None:
+    queue = make_queue(batch, max_vcpus=2)
+    definition = shell_definition(batch, "sleep 30")
+    running = submit(batch, queue, definition)
+    waiting = [submit(batch, queue, definition) for _ in range(3)]
+    wait_for_status(batch, running, ["RUNNING"])
+    batch.update_job_queue(jobQueue=queue, state="DISABLED")
+    batch.delete_job_queue(jobQueue=queue)
+    for job_id in [running, *waiting]:
+        job = wait_for_status(batch, job_id, DONE)
+        assert job["status"] == "FAILED"
+        assert job["statusReason"] == f"Job queue {queue} was deleted"
+
+
+def test_raising_max_vcpus_takes_effect_without_restart(batch: BatchClient) -> None:
+    queue = make_queue(batch, max_vcpus=1)
+    definition = shell_definition(batch, "true")
+    job_id = submit(
+        batch, queue, definition, containerOverrides={"resourceRequirements": [{"type": "VCPU", "value": "2"}]}
+    )
+    wait_for(lambda: "MAX_RESOURCE" in batch.describe_jobs(jobs=[job_id])["jobs"][0].get("statusReason", ""))
+    ce = batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["computeEnvironmentOrder"][0]
+    batch.update_compute_environment(computeEnvironment=ce["computeEnvironment"], computeResources={"maxvCpus": 4})
+    assert wait_for_status(batch, job_id, DONE)["status"] == "SUCCEEDED"

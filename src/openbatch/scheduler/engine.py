@@ -118,7 +118,15 @@ class JobEngine:
         self._dirty[job.id] = job
 
     def resources_changed(self) -> None:
+        """Queues, compute environments or policies changed: the next decision uses the new ones."""
+        before = set(self.registry.queues)
         self.registry.refresh()
+        gone = before - set(self.registry.queues)
+        if gone:
+            # AWS: "all jobs in the queue are eventually terminated when you delete a job queue".
+            for job in [j for j in self.jobs.values() if j.spec.queue in gone and j.parent_id is None]:
+                if job.status not in TERMINAL:
+                    self.terminate(job, f"Job queue {job.spec.queue} was deleted")
         self.wake()
 
     async def _loop(self) -> None:
