@@ -30,9 +30,10 @@ from pathlib import Path
 from openbatch.clock import Clock
 from openbatch.domain import transitions as t
 from openbatch.domain.job import STATUS_SUMMARY_KEYS, Attempt, Job, JobSpec
+from openbatch.domain.resources import ComputeEnvironment, JobQueue
 from openbatch.domain.states import TERMINAL, JobStatus
 from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
-from openbatch.scheduler.capacity import Capacity
+from openbatch.scheduler.capacity import Capacity, Refusal
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
 from openbatch.scheduler.registry import Registry
 from openbatch.service.job_codec import from_record, to_record
@@ -92,6 +93,11 @@ class JobEngine:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._janitor = ThreadPoolExecutor(1, thread_name_prefix="openbatch-janitor")
+        self.blocked: dict[str, str] = {}
+        """Per job queue: why its head could not be placed in the last cycle."""
+        self._blocked_since: dict[str, tuple[str, int]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0
         self.cycles = 0
 
     # --- lifecycle -----------------------------------------------------------------
@@ -295,13 +301,15 @@ class JobEngine:
     # --- dispatch -------------------------------------------------------------------
 
     def _dispatch(self, now: int) -> None:
+        """Queues in priority order; each queue's heads tried on its compute environments in order."""
         registry = self.registry
         for queue in registry.queues_by_priority:
             waiting = self.runnable.get(queue.name)
             if not waiting:
+                self.blocked.pop(queue.name, None)
                 continue
             if not queue.enabled:
-                self._note_reason(waiting.peek(), f"JobQueue {queue.name} is DISABLED")
+                self._block(queue, waiting, f"JobQueue {queue.name} is DISABLED", now)
                 continue
             environments = [
                 registry.compute_environments[n]
@@ -309,27 +317,90 @@ class JobEngine:
                 if n in registry.compute_environments
             ]
             while (job := waiting.peek()) is not None:
-                refusals = []
-                for ce in environments:
-                    refusal = self.capacity.refusal(job.spec.resources, ce)
-                    if refusal is None:
-                        waiting.pop()
-                        self._launch(job, ce.name, now)
-                        break
-                    refusals.append(refusal)
-                else:
-                    # FIFO: the head of the queue blocks the jobs behind it (AWS semantics).
-                    if not environments:
-                        self._note_reason(job, f"JobQueue {queue.name} has no compute environment")
-                    else:
-                        permanent = [r for r in refusals if r.permanent]
-                        chosen = (
-                            permanent[0]
-                            if len(permanent) == len(refusals)
-                            else next(r for r in refusals if not r.permanent)
-                        )
-                        self._note_reason(job, chosen.reason)
+                ce_name, reason = self._fit(job, environments)
+                if ce_name is not None:
+                    waiting.pop()
+                    self._blocked_since.pop(job.id, None)
+                    self._launch(job, ce_name, now)
+                    continue
+                # FIFO: the head of the queue blocks the jobs behind it (AWS semantics).
+                if not self._block(queue, waiting, reason or f"JobQueue {queue.name} has no compute environment", now):
                     break
+            else:
+                self.blocked.pop(queue.name, None)
+
+    def _fit(self, job: Job, environments: list[ComputeEnvironment]) -> tuple[str | None, str | None]:
+        """The first compute environment with room for ``job``, or why there is none."""
+        refusals: list[Refusal] = []
+        for ce in environments:
+            refusal = self.capacity.refusal(job.spec.resources, ce)
+            if refusal is None:
+                return ce.name, None
+            refusals.append(refusal)
+        if not refusals:
+            return None, None
+        # Say "never fits" only if no compute environment could ever take the job.
+        transient = [r for r in refusals if not r.permanent]
+        return None, (transient[0] if transient else refusals[0]).reason
+
+    def _block(self, queue: JobQueue, waiting: RunnableQueue, reason: str, now: int) -> bool:
+        """Record why the head waits; apply ``jobStateTimeLimitActions``.
+
+        Returns True if the head was cancelled by a time-limit action (the next
+        head should be tried), False if the queue stays blocked.
+        """
+        job = waiting.peek()
+        if job is None:
+            return False
+        self.blocked[queue.name] = reason
+        self._note_reason(job, reason)
+        since = self._blocked_since.get(job.id)
+        if since is None or since[0] != reason:
+            since = self._blocked_since[job.id] = (reason, now)
+        for action in queue.time_limit_actions:
+            if not reason.startswith(action.reason):
+                continue
+            deadline = since[1] + action.max_time_ms
+            if now < deadline:
+                self._wake_at(deadline)
+                continue
+            waiting.pop()
+            self._blocked_since.pop(job.id, None)
+            message = f"Canceled by JobStateTimeLimit action due to reason: {action.reason}"
+            self._finish(job, partial(t.cancel, now=now, reason=message))
+            return True
+        return False
+
+    def _wake_at(self, deadline_ms: int) -> None:
+        if self._timer is not None and self._timer_at <= deadline_ms:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = max(0.0, (deadline_ms - self.clock.now_ms()) / 1000)
+        self._timer_at = deadline_ms
+        self._timer = asyncio.get_running_loop().call_later(delay, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def waiting_reason(self, job: Job) -> str | None:
+        """A current, specific reason for a RUNNABLE job (the head's is set by dispatch)."""
+        if job.status is not S.RUNNABLE:
+            return job.status_reason
+        job = self.jobs.get(job.id, job)
+        waiting = self.runnable.get(job.spec.queue)
+        head = waiting.peek() if waiting is not None else None
+        if waiting is None or head is None or head.id == job.id:
+            return job.status_reason
+        ahead = waiting.jobs_ahead(job, limit=10_000)
+        text = (
+            f"Waiting behind {ahead:,}{'+' if ahead >= 10_000 else ''} job(s) ahead of it in job queue {job.spec.queue}"
+        )
+        blocked = self.blocked.get(job.spec.queue)
+        if blocked:
+            text += f"; the first one waits: {blocked}"
+        return text
 
     def _note_reason(self, job: Job | None, reason: str) -> None:
         if job is not None and job.status_reason != reason:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from openbatch.domain.arns import ArnFactory, ResourceType
@@ -18,9 +19,12 @@ def _drop_none(data: dict[str, Any]) -> dict[str, Any]:
 class JobRenderer:
     """Builds wire shapes; queue ARNs come from a lookup so renamed regions stay consistent."""
 
-    def __init__(self, arns: ArnFactory, queue_arns: dict[str, str]) -> None:
+    def __init__(
+        self, arns: ArnFactory, queue_arns: dict[str, str], reason_of: Callable[[Job], str | None] | None = None
+    ) -> None:
         self.arns = arns
         self.queue_arns = queue_arns
+        self.reason_of = reason_of or (lambda job: job.status_reason)
 
     def job_arn(self, job_id: str) -> str:
         return self.arns.build(ResourceType.JOB, job_id)
@@ -70,7 +74,7 @@ class JobRenderer:
             "shareIdentifier": spec.share_identifier,
             "schedulingPriority": spec.scheduling_priority,
             "attempts": [self._attempt(job, a) for a in job.attempts],
-            "statusReason": job.status_reason,
+            "statusReason": self.reason_of(job),
             "createdAt": job.created_at,
             "retryStrategy": spec.retry_wire,
             "startedAt": job.started_at,
@@ -120,7 +124,7 @@ class JobRenderer:
                 "createdAt": job.created_at,
                 "shareIdentifier": job.spec.share_identifier,
                 "status": job.status.value,
-                "statusReason": job.status_reason,
+                "statusReason": self.reason_of(job),
                 "startedAt": job.started_at,
                 "stoppedAt": job.stopped_at,
                 "container": container,

@@ -37,7 +37,8 @@ class JobService:
         return result
 
     def renderer(self, caller: Caller) -> JobRenderer:
-        return JobRenderer(caller.arns, {q.name: q.arn for q in self.engine.registry.queues.values()})
+        queue_arns = {q.name: q.arn for q in self.engine.registry.queues.values()}
+        return JobRenderer(caller.arns, queue_arns, self.engine.waiting_reason)
 
     # --- SubmitJob ---------------------------------------------------------------------
 
