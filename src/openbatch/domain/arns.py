@@ -30,10 +30,7 @@ class Arn:
     """Name (``name:revision`` for job definitions, job id for jobs)."""
 
     def __str__(self) -> str:
-        return (
-            f"arn:{self.partition}:batch:{self.region}:{self.account}:"
-            f"{self.resource_type.value}/{self.resource_id}"
-        )
+        return f"arn:{self.partition}:batch:{self.region}:{self.account}:{self.resource_type.value}/{self.resource_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ Shared by RegisterJobDefinition and SubmitJob (whose overrides obey the same rul
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ def check_resource_requirements(requirements: Iterable[Mapping[str, str]]) -> No
             number = float(value)
         except ValueError:
             raise ValidationError(f"resourceRequirements {kind} value {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise ValidationError(f"resourceRequirements {kind} value {value!r} is not a finite number")
         if kind == "VCPU" and number <= 0:
             raise ValidationError(f"VCPU must be greater than 0; got {value}")
         if kind == "MEMORY" and (number < 4 or not number.is_integer()):
@@ -107,13 +110,15 @@ def check_retry_strategy(strategy: Mapping[str, Any] | None) -> None:
     if attempts is not None and not 1 <= attempts <= 10:
         raise ValidationError(f"retryStrategy.attempts must be between 1 and 10; got {attempts}")
     rules = strategy.get("evaluateOnExit") or []
+    if rules and attempts is None:
+        raise ValidationError("retryStrategy.attempts is required when evaluateOnExit is set")
     if len(rules) > 5:
         raise ValidationError("retryStrategy.evaluateOnExit can hold at most 5 rules")
     for rule in rules:
         if rule["action"].upper() not in ("RETRY", "EXIT"):
             raise ValidationError(f"evaluateOnExit action must be RETRY or EXIT; got {rule['action']!r}")
         code = rule.get("onExitCode")
-        if code is not None and not _EXIT_CODE_PATTERN.match(code):
+        if code is not None and not _EXIT_CODE_PATTERN.fullmatch(code):
             raise ValidationError(
                 f"evaluateOnExit onExitCode {code!r} must contain only digits, optionally ending in '*'"
             )

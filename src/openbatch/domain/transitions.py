@@ -85,13 +85,15 @@ def retry(job: Job, now: int) -> JobStatus:
 
 
 def cancel(job: Job, now: int, reason: str) -> JobStatus:
+    source = fail(job, now, reason)
     job.is_cancelled = True
-    return fail(job, now, reason)
+    return source
 
 
 def terminate(job: Job, now: int, reason: str) -> JobStatus:
+    source = fail(job, now, reason)
     job.is_terminated = True
-    return fail(job, now, reason)
+    return source
 
 
 def should_retry(policy: RetryPolicy, attempts_made: int, attempt: Attempt) -> bool:

@@ -13,7 +13,7 @@ MAX_TAGS = 50
 
 def check_name(kind: str, value: str) -> str:
     """Names are up to 128 letters, digits, hyphens and underscores, starting alphanumeric."""
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         raise ValidationError(
             f"{kind} name {value!r} is invalid: use up to 128 letters (uppercase and lowercase), "
             "numbers, hyphens and underscores, starting with a letter or number"

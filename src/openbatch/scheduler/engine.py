@@ -20,10 +20,12 @@ import logging
 import os
 import signal
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -44,6 +46,17 @@ logger = logging.getLogger(__name__)
 S = JobStatus
 TASK_FAILED_TO_START = "Task failed to start"
 HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters for benchmarks and metrics."""
+
+    cycles: int = 0
+    cycle_seconds: float = 0.0
+    """Time spent in cycles (evaluate + dispatch + flush), excluding process exits."""
+    dispatched: int = 0
+    """Placement decisions that launched an attempt."""
 
 
 class _Running:
@@ -98,7 +111,7 @@ class JobEngine:
         self._blocked_since: dict[str, tuple[str, int]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0
-        self.cycles = 0
+        self.stats = EngineStats()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -151,11 +164,13 @@ class JobEngine:
 
     def run_cycle(self) -> None:
         """One scheduling cycle: 1. evaluate new jobs, 2. dispatch, 3. flush."""
-        self.cycles += 1
+        started = time.perf_counter()
         now = self.clock.now_ms()
         self._evaluate(now)
         self._dispatch(now)
         self.flush()
+        self.stats.cycles += 1
+        self.stats.cycle_seconds += time.perf_counter() - started
 
     # --- admission and dependencies -------------------------------------------------
 
@@ -322,6 +337,7 @@ class JobEngine:
                     waiting.pop()
                     self._blocked_since.pop(job.id, None)
                     self._launch(job, ce_name, now)
+                    self.stats.dispatched += 1
                     continue
                 # FIFO: the head of the queue blocks the jobs behind it (AWS semantics).
                 if not self._block(queue, waiting, reason or f"JobQueue {queue.name} has no compute environment", now):

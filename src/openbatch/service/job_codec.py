@@ -64,6 +64,7 @@ def to_record(job: Job) -> JobRecord:
         body["tags"] = job.tags
     if job.current is not None:
         body["current"] = _attempt_to_body(job.current)
+    if job.compute_environment is not None:
         body["compute_environment"] = job.compute_environment
     for flag in ("is_cancelled", "is_terminated"):
         if getattr(job, flag):

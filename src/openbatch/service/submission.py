@@ -45,7 +45,7 @@ DependencyLookup = Callable[[list[str]], dict[str, DependencyInfo]]
 
 
 def check_job_name(name: str) -> str:
-    if not _JOB_NAME.match(name):
+    if not _JOB_NAME.fullmatch(name):
         raise ValidationError(
             f"jobName {name!r} is invalid: up to 128 letters, numbers, hyphens and underscores, "
             "starting with a letter or number"
@@ -91,7 +91,7 @@ def check_fairshare(req: s.SubmitJob, policy: SchedulingPolicy | None) -> None:
         return
     if req.shareIdentifier is None:
         raise ClientError("shareIdentifier is required for a job queue with a fair share scheduling policy")
-    if not _SHARE.match(req.shareIdentifier) or req.shareIdentifier.endswith("*"):
+    if not _SHARE.fullmatch(req.shareIdentifier) or req.shareIdentifier.endswith("*"):
         raise ValidationError(f"shareIdentifier {req.shareIdentifier!r} must be up to 255 letters and numbers")
     check_range("schedulingPriorityOverride", req.schedulingPriorityOverride, 0, 9999)
 
