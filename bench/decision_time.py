@@ -1,0 +1,144 @@
+"""Scheduler cost per decision against the number of finished jobs in the store.
+
+For each history size (default 10,000 and 1,000,000 finished jobs, written
+straight into a fresh SQLite store), a real server runtime (store, scheduler,
+local executor) runs an array of ``--array`` children running ``true``, and
+the scheduler's own time per placement decision is printed: cycle time
+(evaluate + dispatch + flush) divided by jobs dispatched. The two runs share
+this process, so their ratio is the figure that matters.
+
+Usage: ``python bench/decision_time.py [--history 10000 1000000] [--array 2000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from openbatch.api import schemas as s
+from openbatch.config import Settings
+from openbatch.runtime import Runtime
+from openbatch.store.base import JobRecord
+from openbatch.store.sql import SqlStore
+
+BATCH = 50_000
+
+
+def fill_history(url: str, finished: int) -> None:
+    """Finished array children (what a long-lived deployment accumulates), bulk-inserted."""
+    store = SqlStore(url)
+    store.migrate()
+    now = int(time.time() * 1000) - 86_400_000
+    written = 0
+    while written < finished:
+        parent = str(uuid.uuid4())
+        count = min(BATCH, finished - written)
+        store.insert_jobs(
+            JobRecord(
+                id=f"{parent}:{i}",
+                parent_id=parent,
+                array_index=i,
+                queue="default",
+                status="SUCCEEDED",
+                job_name="history",
+                share_identifier=None,
+                created_at=now + written + i,
+                body={"status_reason": "Essential container in task exited", "attempts": [], "deps": []},
+            )
+            for i in range(count)
+        )
+        written += count
+    store.close()
+
+
+async def run_array(data_dir: Path, size: int) -> tuple[float, int, int, float]:
+    runtime = Runtime(Settings(data_dir=data_dir, default_max_vcpus=64))
+    await runtime.start()
+    try:
+        ctx, caller = runtime.ctx, runtime.caller
+        from openbatch.service import job_definitions
+
+        job_definitions.register(
+            ctx,
+            caller,
+            s.RegisterJobDefinition.model_validate(
+                {
+                    "jobDefinitionName": "true",
+                    "type": "container",
+                    "containerProperties": {
+                        "image": "none",
+                        "command": ["true"],
+                        "resourceRequirements": [{"type": "VCPU", "value": "1"}],
+                    },
+                }
+            ),
+        )
+        engine = runtime.jobs.engine
+        before_cycles, before_seconds, before_dispatched = (
+            engine.stats.cycles,
+            engine.stats.cycle_seconds,
+            engine.stats.dispatched,
+        )
+        started = time.perf_counter()
+        parent = runtime.jobs.op_SubmitJob(
+            caller,
+            s.SubmitJob.model_validate(
+                {"jobName": "bench", "jobQueue": "default", "jobDefinition": "true", "arrayProperties": {"size": size}}
+            ),
+        )["jobId"]
+        while True:
+            job = runtime.jobs.get_jobs([parent])[0]
+            if job.status.value in ("SUCCEEDED", "FAILED"):
+                break
+            await asyncio.sleep(0.01)
+        wall = time.perf_counter() - started
+        stats = engine.stats
+        return (
+            stats.cycle_seconds - before_seconds,
+            stats.dispatched - before_dispatched,
+            stats.cycles - before_cycles,
+            wall,
+        )
+    finally:
+        await runtime.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--history", type=int, nargs="+", default=[10_000, 1_000_000])
+    parser.add_argument("--array", type=int, default=2_000)
+    parser.add_argument("--fill", nargs=2, metavar=("URL", "COUNT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.fill:
+        fill_history(args.fill[0], int(args.fill[1]))
+        return
+    results = []
+    for finished in args.history:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp)
+            started = time.perf_counter()
+            # In a child process, so this one's memory (and so its fork cost) is not inflated.
+            url = f"sqlite:///{data / 'openbatch.db'}"
+            subprocess.run([sys.executable, __file__, "--fill", url, str(finished)], check=True)
+            print(f"{finished:>10,} finished jobs stored in {time.perf_counter() - started:.1f} s")
+            seconds, dispatched, cycles, wall = asyncio.run(run_array(data, args.array))
+            per_decision = seconds / max(dispatched, 1) * 1e6
+            results.append(per_decision)
+            print(
+                f"{'':>10}  {dispatched:,} decisions in {cycles:,} cycles: {per_decision:.0f} µs per decision "
+                f"(cycle time incl. flush), array of {args.array:,} done in {wall:.2f} s"
+            )
+    if len(results) > 1:
+        print(f"ratio, largest history / smallest: {results[-1] / results[0]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
