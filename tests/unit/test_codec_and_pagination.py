@@ -15,8 +15,9 @@ from openbatch.domain.errors import ValidationError
 from openbatch.domain.job import Attempt, Job
 from openbatch.domain.states import JobStatus
 from openbatch.domain.validation import check_name, check_range, check_tags
-from openbatch.service import job_codec, pagination
+from openbatch.service import pagination
 from openbatch.service.submission import check_job_name
+from openbatch.store import job_codec
 from openbatch.store.base import JobRecord
 from tests.unit.builders import ACCOUNT, JOB_ID, NOW, REGION, exit_rule, make_job
 

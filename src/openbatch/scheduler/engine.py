@@ -38,8 +38,8 @@ from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
 from openbatch.scheduler.capacity import Capacity, Refusal
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
 from openbatch.scheduler.registry import Registry
-from openbatch.service.job_codec import from_record, to_record
 from openbatch.store.base import Store
+from openbatch.store.job_codec import from_record, to_record
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
 from openbatch.service import submission
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.job_codec import from_record, to_record
 from openbatch.service.job_views import JobRenderer
 from openbatch.service.pagination import decode_token, encode_token, page_size
 from openbatch.store.base import JobQuery, JobRecord
+from openbatch.store.job_codec import from_record, to_record
 
 MAX_DESCRIBE = 100
 MAX_BULK = 50
