@@ -560,8 +560,10 @@ class JobEngine:
         """Write every changed job in one transaction; forget finished ones."""
         if not self._dirty:
             return
-        dirty, self._dirty = self._dirty, {}
+        dirty = self._dirty
+        # Cleared only after the commit: if the store fails, the next flush retries these.
         self.store.save_jobs([to_record(job) for job in dirty.values()])
+        self._dirty = {}
         for job in dirty.values():
             if job.status in TERMINAL and job.id not in self._running:
                 self.jobs.pop(job.id, None)
