@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,10 +103,10 @@ def bench_chain(batch: BatchClient, queue: str, definition: str, links: int) -> 
     ids: list[str] = []
     start = time.perf_counter()
     for _ in range(links):
-        depends = [{"jobId": ids[-1]}] if ids else []
+        depends: list[Any] = [{"jobId": ids[-1]}] if ids else []
         ids.append(
             batch.submit_job(jobName="link", jobQueue=queue, jobDefinition=definition, dependsOn=depends)["jobId"]
-        )  # type: ignore[arg-type]
+        )
     wait_done(batch, ids[-1])
     wall = time.perf_counter() - start
     jobs = {j["jobId"]: j for i in range(0, links, 100) for j in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]}

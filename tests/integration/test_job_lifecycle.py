@@ -168,7 +168,7 @@ def test_job_too_big_for_any_compute_environment_waits_with_reason(batch: BatchC
     job_id = submit(
         batch, queue, definition, containerOverrides={"resourceRequirements": [{"type": "VCPU", "value": "4"}]}
     )
-    job = wait_for_status(batch, job_id, ["RUNNABLE"])
+    wait_for_status(batch, job_id, ["RUNNABLE"])
     wait_for(lambda: "MAX_RESOURCE" in batch.describe_jobs(jobs=[job_id])["jobs"][0].get("statusReason", ""))
     described = batch.describe_jobs(jobs=[job_id])["jobs"][0]
     assert described["statusReason"].startswith("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - ")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 
@@ -12,11 +11,12 @@ DONE = ("SUCCEEDED", "FAILED")
 
 
 def _gone(pid: int) -> bool:
+    """Dead: no such process, or a zombie (its parent server died, so nobody may reap it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
         return True
-    return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def _read(path: Path) -> str:

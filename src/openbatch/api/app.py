@@ -23,6 +23,8 @@ from openbatch.service import tagging
 
 logger = logging.getLogger(__name__)
 _TAGS_PREFIX = "/v1/tags/"
+_NUL_MESSAGE = "The request must not contain NUL (U+0000) characters"
+_MAX_DEPTH = 64
 
 
 def _ok(payload: dict[str, Any]) -> Response:
@@ -52,7 +54,7 @@ def create_app(
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
             caller = authenticator.authenticate(request.method, raw_path, headers, body)
-        except Exception as exc:  # noqa: BLE001 - mapped to an AWS error shape
+        except Exception as exc:
             return response_for(exc, "authentication")
         if route.startswith(_TAGS_PREFIX):
             return _tags(services, caller, request, route, body)
@@ -60,18 +62,19 @@ def create_app(
             return client_error(f"Operation {route} must be called with POST")
         operation = OPERATIONS.get(route[len("/v1/") :].lower())
         if operation is None:
-            return client_error(f"Unknown operation {route[len('/v1/'):]!r}")
+            return client_error(f"Unknown operation {route[len('/v1/') :]!r}")
         try:
             payload = _parse_json(body)
             request_shape = operation.shape.model_validate(payload)
             return _ok(operation.handler(services, caller, request_shape))
-        except Exception as exc:  # noqa: BLE001 - every failure becomes an AWS error shape
+        except Exception as exc:
             return response_for(exc, operation.name)
 
     def _tags(services: Services, caller: Any, request: Request, route: str, body: bytes) -> Response:
         arn = unquote(route[len(_TAGS_PREFIX) :])
         jobs = getattr(services, "job_tags", None)
         try:
+            _check_json(arn)
             if request.method == "GET":
                 return _ok(tagging.list_tags(services.ctx, jobs, arn))
             if request.method == "POST":
@@ -85,7 +88,7 @@ def create_app(
             if request.method == "DELETE":
                 keys = parse_qs(request.url.query, keep_blank_values=True).get("tagKeys", [])
                 return _ok(tagging.untag_resource(services.ctx, jobs, arn, keys))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return response_for(exc, "Tagging")
         return client_error(f"Method {request.method} is not allowed on {route}")
 
@@ -96,7 +99,8 @@ def create_app(
         return error_response(404, "ResourceNotFoundException", f"No route for {request.url.path}")
 
     routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
-    routes.append(Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE", "PUT"]))
+    # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
+    routes.append(Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]))
     return Starlette(routes=routes, lifespan=lifespan)
 
 
@@ -105,11 +109,34 @@ def _parse_json(body: bytes) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(body)
+    except RecursionError:
+        raise ValidationError(f"The request body is nested more than {_MAX_DEPTH} levels deep") from None
     except ValueError as exc:
         raise ValidationError(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise ValidationError("The request body must be a JSON object")
+    _check_json(value)
     return value
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what would only fail deeper down: NUL characters and absurd nesting.
+
+    No Batch string can carry NUL (commands and environment become C strings) and
+    PostgreSQL text cannot store it. Real payloads are a handful of levels deep,
+    while validation and storage recurse over the whole document.
+    """
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ValidationError(_NUL_MESSAGE)
+        elif isinstance(item, dict | list):
+            if depth > _MAX_DEPTH:
+                raise ValidationError(f"The request body is nested more than {_MAX_DEPTH} levels deep")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
 
 
 @asynccontextmanager

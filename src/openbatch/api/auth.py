@@ -12,7 +12,7 @@ from typing import Protocol
 
 from openbatch.service.context import Caller
 
-_SCOPE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request")
+_SCOPE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([a-z0-9-]{1,32})/([^/]+)/aws4_request")
 
 
 class Authenticator(Protocol):

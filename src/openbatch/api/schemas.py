@@ -52,7 +52,7 @@ class ComputeResourceUpdate(Shape):
 
 class UpdatePolicy(Shape):
     terminateJobsOnUpdate: bool | None = None
-    jobExecutionTimeoutMinutes: int | None = Field(default=None, ge=1, le=360)
+    jobExecutionTimeoutMinutes: int | None = Field(default=None, ge=1, le=7200)
 
 
 class CreateComputeEnvironment(Shape):

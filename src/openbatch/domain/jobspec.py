@@ -16,6 +16,7 @@ from openbatch.domain.errors import ValidationError
 PROTECTED_ENV_PREFIX = "AWS_BATCH"
 _EXIT_CODE_PATTERN = re.compile(r"^[0-9]*\*?$")
 _REF = "Ref::"
+_MAX_TIMEOUT_SECONDS = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +128,10 @@ def check_retry_strategy(strategy: Mapping[str, Any] | None) -> None:
 def check_timeout(timeout: Mapping[str, Any] | None) -> None:
     seconds = (timeout or {}).get("attemptDurationSeconds")
     # AWS's minimum is 60 s; shorter timeouts are accepted (an OpenBatch extension).
-    if seconds is not None and seconds < 1:
-        raise ValidationError(f"timeout.attemptDurationSeconds must be at least 1; got {seconds}")
+    if seconds is not None and not 1 <= seconds <= _MAX_TIMEOUT_SECONDS:
+        raise ValidationError(
+            f"timeout.attemptDurationSeconds must be between 1 and {_MAX_TIMEOUT_SECONDS}; got {seconds}"
+        )
 
 
 def substitute_parameters(command: Iterable[str], parameters: Mapping[str, str]) -> list[str]:

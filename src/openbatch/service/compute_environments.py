@@ -10,7 +10,7 @@ from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_tags
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 
 KIND = ResourceType.COMPUTE_ENVIRONMENT.value
 HEALTHY = "ComputeEnvironment Healthy"
@@ -110,8 +110,8 @@ def describe(ctx: ServiceContext, req: s.DescribeComputeEnvironments) -> dict[st
             raise ValidationError("computeEnvironments can list at most 100 names or ARNs")
         names = [resolve_name(r) for r in req.computeEnvironments]
     limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_token(KIND, req.nextToken) or 0
-    records = ctx.store.list_resources(KIND, names=names, after_seq=int(after), limit=limit + 1)
+    after = decode_position(KIND, req.nextToken, seq_position) or 0
+    records = ctx.store.list_resources(KIND, names=names, after_seq=after, limit=limit + 1)
     result: dict[str, Any] = {"computeEnvironments": [r.body for r in records[:limit]]}
     if len(records) > limit:
         result["nextToken"] = encode_token(KIND, records[limit - 1].seq)

@@ -10,10 +10,11 @@ from openbatch.domain.arns import ResourceType, is_arn, parse_arn
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 from openbatch.store.base import JobDefinitionRecord
 
 TOKEN_KIND = ResourceType.JOB_DEFINITION.value
+MAX_REVISION = 2**31 - 1
 _CONTAINER_DEFAULTS: dict[str, Any] = {
     "environment": [],
     "mountPoints": [],
@@ -34,7 +35,9 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     name, sep, rev = reference.partition(":")
     if not sep:
         return name, None
-    if not rev.isdigit():
+    # isdigit() alone admits digits int() rejects (e.g. superscripts), and the
+    # revision column is a 32-bit integer.
+    if not (rev.isascii() and rev.isdigit()) or int(rev) > MAX_REVISION:
         raise ValidationError(f"Job definition reference {reference!r} must be name, name:revision or an ARN")
     return name, int(rev)
 
@@ -104,6 +107,13 @@ def deregister(ctx: ServiceContext, req: s.DeregisterJobDefinition) -> dict[str,
     return {}
 
 
+def _definition_position(position: Any) -> tuple[str, int]:
+    name, revision = position
+    if not isinstance(name, str):
+        raise TypeError(name)
+    return name, seq_position(revision)
+
+
 def describe(ctx: ServiceContext, req: s.DescribeJobDefinitions) -> dict[str, Any]:
     refs = None
     if req.jobDefinitions is not None:
@@ -115,8 +125,7 @@ def describe(ctx: ServiceContext, req: s.DescribeJobDefinitions) -> dict[str, An
     if req.status is not None and req.status not in ("ACTIVE", "INACTIVE"):
         raise ValidationError(f"status must be ACTIVE or INACTIVE; got {req.status!r}")
     limit = page_size(req.maxResults, default=100, maximum=100)
-    position = decode_token(TOKEN_KIND, req.nextToken)
-    after = (str(position[0]), int(position[1])) if position else None
+    after = decode_position(TOKEN_KIND, req.nextToken, _definition_position)
     records = ctx.store.list_job_definitions(
         name=req.jobDefinitionName, status=req.status, refs=refs, after=after, limit=limit + 1
     )

@@ -11,7 +11,7 @@ from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service import compute_environments as ces
 from openbatch.service import scheduling_policies as policies
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 
 KIND = ResourceType.JOB_QUEUE.value
 HEALTHY = "JobQueue Healthy"
@@ -129,8 +129,8 @@ def describe(ctx: ServiceContext, req: s.DescribeJobQueues) -> dict[str, Any]:
             raise ValidationError("jobQueues can list at most 100 names or ARNs")
         names = [resolve_name(r) for r in req.jobQueues]
     limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_token(KIND, req.nextToken) or 0
-    records = ctx.store.list_resources(KIND, names=names, after_seq=int(after), limit=limit + 1)
+    after = decode_position(KIND, req.nextToken, seq_position) or 0
+    records = ctx.store.list_resources(KIND, names=names, after_seq=after, limit=limit + 1)
     result: dict[str, Any] = {"jobQueues": [r.body for r in records[:limit]]}
     if len(records) > limit:
         result["nextToken"] = encode_token(KIND, records[limit - 1].seq)

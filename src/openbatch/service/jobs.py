@@ -15,7 +15,7 @@ from openbatch.service import job_definitions as jds
 from openbatch.service import submission
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.job_views import JobRenderer
-from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.service.pagination import decode_position, encode_token, page_size
 from openbatch.store.base import JobQuery, JobRecord
 from openbatch.store.job_codec import from_record, to_record
 
@@ -128,8 +128,7 @@ class JobService:
         query, limit = self._list_query(req)
         # Read-your-writes: transitions made in memory reach the store first.
         self.engine.flush()
-        cursor = decode_token(_LIST_TOKEN, req.nextToken)
-        after = (int(cursor[0]), str(cursor[1])) if cursor else None
+        after = decode_position(_LIST_TOKEN, req.nextToken, _list_cursor)
         records = self.ctx.store.list_jobs(query, after=after, limit=limit + 1)
         render = self.renderer(caller)
         result: dict[str, Any] = {"jobSummaryList": [render.summary(self._load(r)) for r in records[:limit]]}
@@ -250,3 +249,10 @@ class JobService:
         if loaded:
             loaded[0].tags = tags
             self.ctx.store.save_jobs([to_record(loaded[0])])
+
+
+def _list_cursor(position: Any) -> tuple[int, str]:
+    key, job_id = position
+    if isinstance(key, bool) or not isinstance(key, int) or not isinstance(job_id, str):
+        raise ValueError(position)
+    return key, job_id

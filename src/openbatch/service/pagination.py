@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from openbatch.domain.errors import ValidationError
+
+T = TypeVar("T")
+_MAX_BIGINT = 2**63
 
 
 def encode_token(kind: str, position: Any) -> str:
@@ -30,6 +34,28 @@ def decode_token(kind: str, token: str | None) -> Any:
         return data["p"]
     except (ValueError, KeyError, TypeError):
         raise ValidationError(f"The nextToken {token!r} is not valid for this operation") from None
+
+
+def decode_position(kind: str, token: str | None, parse: Callable[[Any], T]) -> T | None:
+    """Like :func:`decode_token`, with the position converted by ``parse``.
+
+    Tokens come back from the caller, so a well-formed token can still carry a
+    position of the wrong shape; that is the caller's error, not a server fault.
+    """
+    position = decode_token(kind, token)
+    if position is None:
+        return None
+    try:
+        return parse(position)
+    except (ValueError, TypeError, KeyError, IndexError):
+        raise ValidationError(f"The nextToken {token!r} is not valid for this operation") from None
+
+
+def seq_position(position: Any) -> int:
+    """The position of a token over insertion-ordered resources."""
+    if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position < _MAX_BIGINT:
+        raise ValueError(position)
+    return position
 
 
 def page_size(value: int | None, *, default: int, maximum: int) -> int:

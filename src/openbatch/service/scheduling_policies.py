@@ -9,7 +9,7 @@ from openbatch.domain.arns import ResourceType, parse_arn
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_token, encode_token, page_size
+from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 
 KIND = ResourceType.SCHEDULING_POLICY.value
 
@@ -38,7 +38,7 @@ def _check_fairshare(policy: s.FairsharePolicy) -> dict[str, Any]:
     for share in shares:
         ident = share.shareIdentifier
         stem = ident[:-1] if ident.endswith("*") else ident
-        if not stem.isalnum() or len(ident) > 255:
+        if not (stem.isascii() and stem.isalnum()) or len(ident) > 255:
             raise ValidationError(
                 f"shareIdentifier {ident!r} must be up to 255 letters and numbers, optionally ending in '*'"
             )
@@ -104,8 +104,8 @@ def describe(ctx: ServiceContext, req: s.DescribeSchedulingPolicies) -> dict[str
 
 def list_policies(ctx: ServiceContext, req: s.ListSchedulingPolicies) -> dict[str, Any]:
     limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_token(KIND, req.nextToken) or 0
-    records = ctx.store.list_resources(KIND, after_seq=int(after), limit=limit + 1)
+    after = decode_position(KIND, req.nextToken, seq_position) or 0
+    records = ctx.store.list_resources(KIND, after_seq=after, limit=limit + 1)
     result: dict[str, Any] = {"schedulingPolicies": [{"arn": r.arn} for r in records[:limit]]}
     if len(records) > limit:
         result["nextToken"] = encode_token(KIND, records[limit - 1].seq)

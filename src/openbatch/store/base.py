@@ -114,9 +114,13 @@ class Store(Protocol):
         ...
 
     def list_job_definitions(
-        self, *, name: str | None = None, status: str | None = None,
+        self,
+        *,
+        name: str | None = None,
+        status: str | None = None,
         refs: Sequence[tuple[str, int | None]] | None = None,
-        after: tuple[str, int] | None = None, limit: int | None = None,
+        after: tuple[str, int] | None = None,
+        limit: int | None = None,
     ) -> list[JobDefinitionRecord]:
         """Ordered by (name, revision); ``after`` is an exclusive keyset cursor."""
         ...
@@ -138,7 +142,11 @@ class Store(Protocol):
         ...
 
     def list_jobs(
-        self, query: JobQuery, *, after: tuple[int, str] | None = None, limit: int = 100,
+        self,
+        query: JobQuery,
+        *,
+        after: tuple[int, str] | None = None,
+        limit: int = 100,
         newest_first: bool = True,
     ) -> list[JobRecord]:
         """Jobs matching ``query`` ordered by (created_at, id); ``after`` is an exclusive keyset cursor."""
