@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from openbatch.clock import Clock
 from openbatch.domain.arns import ArnFactory
-from openbatch.store.base import Store
+from openbatch.store.base import JobDefinitionRecord, Store
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +30,12 @@ class ServiceContext:
     default_caller: Caller
     host_vcpus: int = field(default_factory=lambda: os.cpu_count() or 1)
     listeners: list[Callable[[], None]] = field(default_factory=list)
+    definition_cache: dict[tuple[str, int | None], JobDefinitionRecord] = field(default_factory=dict)
+    """Job definitions by (name, revision or None for latest ACTIVE), for SubmitJob.
+
+    Valid because this process is the only writer of its store; servers sharing a
+    PostgreSQL database will need to invalidate it on each other's changes.
+    """
 
     def resources_changed(self) -> None:
         """Tell the scheduler that queues, compute environments or policies changed."""

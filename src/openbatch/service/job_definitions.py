@@ -42,10 +42,21 @@ def parse_reference(reference: str) -> tuple[str, int | None]:
     return name, int(rev)
 
 
+def forget(ctx: ServiceContext, name: str) -> None:
+    """Drop cached revisions of ``name`` after it changed (register, deregister, tags)."""
+    for key in [k for k in ctx.definition_cache if k[0] == name]:
+        del ctx.definition_cache[key]
+
+
 def resolve(ctx: ServiceContext, reference: str) -> JobDefinitionRecord:
     """The ACTIVE revision a SubmitJob ``jobDefinition`` refers to."""
     name, revision = parse_reference(reference)
-    record = ctx.store.get_job_definition(name, revision)
+    key = (name, revision)
+    record = ctx.definition_cache.get(key)
+    if record is None:
+        record = ctx.store.get_job_definition(name, revision)
+        if record is not None:
+            ctx.definition_cache[key] = record
     if record is None or record.status != "ACTIVE":
         raise ClientError(f"Job definition {reference} does not exist or is not ACTIVE")
     return record
@@ -93,6 +104,7 @@ def register(ctx: ServiceContext, caller: Caller, req: s.RegisterJobDefinition) 
         return {**body, "jobDefinitionArn": arn_for(revision), "revision": revision, "status": "ACTIVE"}
 
     record = ctx.store.insert_job_definition(name, arn_for, body_for)
+    forget(ctx, name)
     return {"jobDefinitionName": name, "jobDefinitionArn": record.arn, "revision": record.revision}
 
 
@@ -104,6 +116,7 @@ def deregister(ctx: ServiceContext, req: s.DeregisterJobDefinition) -> dict[str,
     if record is None:
         raise ClientError(f"Job definition {req.jobDefinition} does not exist")
     ctx.store.set_job_definition_status(name, revision, "INACTIVE", {**record.body, "status": "INACTIVE"})
+    forget(ctx, name)
     return {}
 
 

@@ -44,6 +44,7 @@ def _edit(
         if after != record.body.get("tags", {}):
             body = {**record.body, "tags": check_tags(after)}
             ctx.store.set_job_definition_status(name, record.revision, record.status, body)
+            job_definitions.forget(ctx, name)
         return after
     resource = ctx.store.get_resource(kind.value, ident)
     if resource is None:

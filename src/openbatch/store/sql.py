@@ -7,7 +7,8 @@ time and OpenBatch keeps the scheduler in the same process as the API.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from openbatch.domain.errors import Conflict, NotFound
@@ -79,6 +80,29 @@ class SqlStore:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.url = url
         self.engine = create_store_engine(url)
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        """A transaction on this store's own connection.
+
+        The store keeps one connection instead of checking one out of the pool
+        per call: checkout, reset and BEGIN cost more than the statements of a
+        typical call. Calls come from one thread (the server's event loop). A
+        connection the driver reports as broken is dropped and replaced on the
+        next call.
+        """
+        if self._conn is None or self._conn.closed:
+            self._conn = self.engine.connect()
+        conn = self._conn
+        try:
+            with conn.begin():
+                yield conn
+        except DBAPIError as exc:
+            if exc.connection_invalidated or conn.invalidated:
+                conn.close()
+                self._conn = None
+            raise
 
     @property
     def dialect(self) -> str:
@@ -92,12 +116,15 @@ class SqlStore:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
         self.engine.dispose()
 
     # --- resources ---------------------------------------------------------------
 
     def insert_resource(self, kind: str, name: str, arn: str, created_at: int, body: Body) -> ResourceRecord:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             self._lock_for_write(conn)
             seq = conn.execute(select(func.coalesce(func.max(resources.c.seq), 0))).scalar_one() + 1
             try:
@@ -111,7 +138,7 @@ class SqlStore:
         return ResourceRecord(kind=kind, name=name, arn=arn, created_at=created_at, seq=seq, body=body)
 
     def get_resource(self, kind: str, name: str) -> ResourceRecord | None:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             row = conn.execute(select(resources).where(resources.c.kind == kind, resources.c.name == name)).first()
         return None if row is None else _resource(row._mapping)
 
@@ -124,11 +151,11 @@ class SqlStore:
         stmt = stmt.order_by(resources.c.seq)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return [_resource(row._mapping) for row in conn.execute(stmt)]
 
     def update_resource(self, kind: str, name: str, body: Body) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             result = conn.execute(
                 update(resources).where(resources.c.kind == kind, resources.c.name == name).values(body=_dumps(body))
             )
@@ -136,7 +163,7 @@ class SqlStore:
                 raise NotFound(f"{kind} {name!r} does not exist")
 
     def delete_resource(self, kind: str, name: str) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(resources.delete().where(resources.c.kind == kind, resources.c.name == name))
 
     # --- job definitions ---------------------------------------------------------
@@ -144,7 +171,7 @@ class SqlStore:
     def insert_job_definition(
         self, name: str, arn_for_revision: Callable[[int], str], body_for_revision: Callable[[int], Body]
     ) -> JobDefinitionRecord:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             self._lock_for_write(conn)
             latest = conn.execute(
                 select(func.coalesce(func.max(job_definitions.c.revision), 0)).where(job_definitions.c.name == name)
@@ -170,7 +197,7 @@ class SqlStore:
             stmt = stmt.where(job_definitions.c.status == "ACTIVE").order_by(job_definitions.c.revision.desc())
         else:
             stmt = stmt.where(job_definitions.c.revision == revision)
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             row = conn.execute(stmt.limit(1)).first()
         return None if row is None else _definition(row._mapping)
 
@@ -203,11 +230,11 @@ class SqlStore:
         stmt = stmt.order_by(job_definitions.c.name, job_definitions.c.revision)
         if limit is not None:
             stmt = stmt.limit(limit)
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return [_definition(row._mapping) for row in conn.execute(stmt)]
 
     def set_job_definition_status(self, name: str, revision: int, status: str, body: Body) -> None:
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(
                 update(job_definitions)
                 .where(job_definitions.c.name == name, job_definitions.c.revision == revision)
@@ -220,7 +247,7 @@ class SqlStore:
         rows = [_job_row(r) for r in records]
         if not rows:
             return
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             try:
                 conn.execute(insert(jobs), rows)
             except IntegrityError:
@@ -232,13 +259,13 @@ class SqlStore:
             return
         stmt = update(jobs).where(jobs.c.id == bindparam("b_id")).values(status=bindparam("status"))
         stmt = stmt.values(body=bindparam("body"))
-        with self.engine.begin() as conn:
+        with self._begin() as conn:
             conn.execute(stmt, rows)
 
     def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
         if not ids:
             return []
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return [_job(row._mapping) for row in conn.execute(select(jobs).where(jobs.c.id.in_(list(ids))))]
 
     def list_jobs(
@@ -279,23 +306,23 @@ class SqlStore:
                 stmt = stmt.order_by(jobs.c.created_at.desc(), jobs.c.id.desc())
             else:
                 stmt = stmt.order_by(jobs.c.created_at, jobs.c.id)
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return [_job(row._mapping) for row in conn.execute(stmt.limit(limit))]
 
     def load_unfinished_jobs(self) -> list[JobRecord]:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             # IN over the unfinished statuses, not NOT IN the finished ones: only the former
             # uses ix_jobs_status, so start-up does not scan a history of millions of jobs.
             rows = conn.execute(select(jobs).where(jobs.c.status.in_(_UNFINISHED)))
             return [_job(row._mapping) for row in rows]
 
     def count_jobs(self) -> int:
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())
 
     def count_children(self, parent_id: str) -> dict[str, int]:
         stmt = select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id).group_by(jobs.c.status)
-        with self.engine.connect() as conn:
+        with self._begin() as conn:
             return {status: int(n) for status, n in conn.execute(stmt)}
 
     def _lock_for_write(self, conn: Connection) -> None:
