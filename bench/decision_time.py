@@ -88,12 +88,10 @@ async def run_array(data_dir: Path, size: int) -> tuple[float, int, int, float]:
             engine.stats.dispatched,
         )
         started = time.perf_counter()
-        parent = runtime.jobs.op_SubmitJob(
-            caller,
-            s.SubmitJob.model_validate(
-                {"jobName": "bench", "jobQueue": "default", "jobDefinition": "true", "arrayProperties": {"size": size}}
-            ),
-        )["jobId"]
+        request = s.SubmitJob.model_validate(
+            {"jobName": "bench", "jobQueue": "default", "jobDefinition": "true", "arrayProperties": {"size": size}}
+        )
+        parent = (await runtime.jobs.op_SubmitJob(caller, request))["jobId"]
         while True:
             job = runtime.jobs.get_jobs([parent])[0]
             if job.status.value in ("SUCCEEDED", "FAILED"):

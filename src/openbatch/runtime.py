@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from openbatch.api import schemas as s
+from openbatch.api.operations import Reply
 from openbatch.clock import SystemClock
 from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
@@ -49,7 +50,7 @@ class Runtime:
     def job_tags(self) -> JobService:
         return self.jobs
 
-    def job_operation(self, name: str, caller: Caller, request: Any) -> dict[str, Any]:
+    def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         return self.jobs.dispatch(name, caller, request)
 
     async def start(self) -> None:

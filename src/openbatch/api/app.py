@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import uuid
@@ -66,7 +67,10 @@ def create_app(
         try:
             payload = _parse_json(body)
             request_shape = operation.shape.model_validate(payload)
-            return _ok(operation.handler(services, caller, request_shape))
+            result = operation.handler(services, caller, request_shape)
+            if inspect.isawaitable(result):
+                result = await result
+            return _ok(result)
         except Exception as exc:
             return response_for(exc, operation.name)
 

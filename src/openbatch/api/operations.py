@@ -6,7 +6,7 @@ errors are shared.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +17,9 @@ from openbatch.service import job_queues as jqs
 from openbatch.service import scheduling_policies as sps
 from openbatch.service.context import Caller, ServiceContext
 
+Reply = dict[str, Any] | Awaitable[dict[str, Any]]
+"""What a use case returns: the response, or an awaitable of it (SubmitJob waits for its commit)."""
+
 
 class Services(Protocol):
     """What the API needs from the running server."""
@@ -24,12 +27,12 @@ class Services(Protocol):
     @property
     def ctx(self) -> ServiceContext: ...
 
-    def job_operation(self, name: str, caller: Caller, request: Any) -> dict[str, Any]:
+    def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         """Dispatch a job operation (SubmitJob, DescribeJobs, ...) to the job service."""
         ...
 
 
-Handler = Callable[[Services, Caller, Any], dict[str, Any]]
+Handler = Callable[[Services, Caller, Any], Reply]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +43,7 @@ class Operation:
 
 
 def _job_op(name: str) -> Handler:
-    def handler(services: Services, caller: Caller, request: Any) -> dict[str, Any]:
+    def handler(services: Services, caller: Caller, request: Any) -> Reply:
         return services.job_operation(name, caller, request)
 
     return handler

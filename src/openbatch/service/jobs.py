@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable
 from typing import Any
 
 from openbatch.api import schemas as s
@@ -14,6 +15,7 @@ from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
 from openbatch.service import submission
 from openbatch.service.context import Caller, ServiceContext
+from openbatch.service.group_commit import GroupCommitter
 from openbatch.service.job_views import JobRenderer
 from openbatch.service.pagination import decode_position, encode_token, page_size
 from openbatch.store.base import JobQuery, JobRecord
@@ -28,12 +30,13 @@ class JobService:
     def __init__(self, ctx: ServiceContext, engine: JobEngine) -> None:
         self.ctx = ctx
         self.engine = engine
+        self.committer = GroupCommitter(ctx.store.insert_jobs)
         self._specs: OrderedDict[str, JobSpec] = OrderedDict()
         """Specs of array parents no longer in memory, for rendering their finished children."""
 
-    def dispatch(self, name: str, caller: Caller, request: Any) -> dict[str, Any]:
+    def dispatch(self, name: str, caller: Caller, request: Any) -> dict[str, Any] | Awaitable[dict[str, Any]]:
         handler = getattr(self, f"op_{name}")
-        result: dict[str, Any] = handler(caller, request)
+        result: dict[str, Any] | Awaitable[dict[str, Any]] = handler(caller, request)
         return result
 
     def renderer(self, caller: Caller) -> JobRenderer:
@@ -42,7 +45,7 @@ class JobService:
 
     # --- SubmitJob ---------------------------------------------------------------------
 
-    def op_SubmitJob(self, caller: Caller, req: s.SubmitJob) -> dict[str, Any]:
+    async def op_SubmitJob(self, caller: Caller, req: s.SubmitJob) -> dict[str, Any]:
         registry = self.engine.registry
         submission.check_job_name(req.jobName)
         queue = submission.check_queue(registry.queues.get(submission.queue_name(req.jobQueue)), req.jobQueue)
@@ -52,7 +55,7 @@ class JobService:
         spec = submission.build_spec(req, queue, definition, depends_on)
         jobs = submission.build_jobs(spec, req, self.ctx.clock.now_ms())
         # Commit before answering: an accepted job survives any crash after this line.
-        self.ctx.store.insert_jobs(to_record(job) for job in jobs)
+        await self.committer.commit([to_record(job) for job in jobs])
         self.engine.admit(jobs)
         head = jobs[0]
         return {
