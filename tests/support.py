@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import httpx
+import pytest
+from botocore.exceptions import ClientError
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -126,6 +128,19 @@ def running_server(data_dir: Path, **kwargs: Any) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def client_exception(*fragments: str) -> Iterator[None]:
+    """Expect HTTP 400 ``ClientException`` whose message mentions every fragment (case-insensitive)."""
+    with pytest.raises(ClientError) as info:
+        yield
+    response = info.value.response
+    assert response["Error"]["Code"] == "ClientException", response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    message = response["Error"]["Message"].lower()
+    for fragment in fragments:
+        assert fragment.lower() in message, message
 
 
 def unique(prefix: str) -> str:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.support import unique
+from tests.support import client_exception, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -19,19 +16,6 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 JD_ARN = f"arn:aws:batch:us-east-1:{ACCOUNT}:job-definition/"
 CONTAINER: dict[str, Any] = {"image": "busybox", "command": ["echo", "Ref::word"]}
-
-
-@contextmanager
-def client_exception(*fragments: str) -> Iterator[None]:
-    """Expect HTTP 400 ``ClientException`` whose message mentions every fragment (case-insensitive)."""
-    with pytest.raises(ClientError) as info:
-        yield
-    response = info.value.response
-    assert response["Error"]["Code"] == "ClientException", response
-    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    message = response["Error"]["Message"].lower()
-    for fragment in fragments:
-        assert fragment.lower() in message, message
 
 
 def register(batch: BatchClient, name: str, **kwargs: Any) -> dict[str, Any]:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.support import unique
+from tests.support import client_exception, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -20,19 +17,6 @@ ACCOUNT = "123456789012"
 PREFIX = f"arn:aws:batch:us-east-1:{ACCOUNT}:"
 CE_ARN = PREFIX + "compute-environment/"
 JQ_ARN = PREFIX + "job-queue/"
-
-
-@contextmanager
-def client_exception(*fragments: str) -> Iterator[None]:
-    """Expect HTTP 400 ``ClientException`` whose message mentions every fragment (case-insensitive)."""
-    with pytest.raises(ClientError) as info:
-        yield
-    response = info.value.response
-    assert response["Error"]["Code"] == "ClientException", response
-    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    message = response["Error"]["Message"].lower()
-    for fragment in fragments:
-        assert fragment.lower() in message, message
 
 
 def compute_environment(batch: BatchClient, resource_type: str = "EC2", state: str = "ENABLED") -> str:

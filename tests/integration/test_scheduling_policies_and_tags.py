@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.support import ServerProcess, unique
+from tests.support import ServerProcess, client_exception, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -20,19 +17,6 @@ if TYPE_CHECKING:
 ACCOUNT = "123456789012"
 PREFIX = f"arn:aws:batch:us-east-1:{ACCOUNT}:"
 SP_ARN = PREFIX + "scheduling-policy/"
-
-
-@contextmanager
-def client_exception(*fragments: str) -> Iterator[None]:
-    """Expect HTTP 400 ``ClientException`` whose message mentions every fragment (case-insensitive)."""
-    with pytest.raises(ClientError) as info:
-        yield
-    response = info.value.response
-    assert response["Error"]["Code"] == "ClientException", response
-    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    message = response["Error"]["Message"].lower()
-    for fragment in fragments:
-        assert fragment.lower() in message, message
 
 
 def policy(batch: BatchClient, **kwargs: Any) -> str:

@@ -10,7 +10,7 @@ from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_tags
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
+from openbatch.service.pagination import resource_page
 
 KIND = ResourceType.COMPUTE_ENVIRONMENT.value
 HEALTHY = "ComputeEnvironment Healthy"
@@ -109,10 +109,6 @@ def describe(ctx: ServiceContext, req: s.DescribeComputeEnvironments) -> dict[st
         if len(req.computeEnvironments) > 100:
             raise ValidationError("computeEnvironments can list at most 100 names or ARNs")
         names = [resolve_name(r) for r in req.computeEnvironments]
-    limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_position(KIND, req.nextToken, seq_position) or 0
-    records = ctx.store.list_resources(KIND, names=names, after_seq=after, limit=limit + 1)
-    result: dict[str, Any] = {"computeEnvironments": [r.body for r in records[:limit]]}
-    if len(records) > limit:
-        result["nextToken"] = encode_token(KIND, records[limit - 1].seq)
-    return result
+    return resource_page(
+        ctx.store, KIND, "computeEnvironments", names=names, max_results=req.maxResults, next_token=req.nextToken
+    )

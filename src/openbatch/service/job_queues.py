@@ -11,7 +11,7 @@ from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service import compute_environments as ces
 from openbatch.service import scheduling_policies as policies
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
+from openbatch.service.pagination import resource_page
 
 KIND = ResourceType.JOB_QUEUE.value
 HEALTHY = "JobQueue Healthy"
@@ -128,10 +128,6 @@ def describe(ctx: ServiceContext, req: s.DescribeJobQueues) -> dict[str, Any]:
         if len(req.jobQueues) > 100:
             raise ValidationError("jobQueues can list at most 100 names or ARNs")
         names = [resolve_name(r) for r in req.jobQueues]
-    limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_position(KIND, req.nextToken, seq_position) or 0
-    records = ctx.store.list_resources(KIND, names=names, after_seq=after, limit=limit + 1)
-    result: dict[str, Any] = {"jobQueues": [r.body for r in records[:limit]]}
-    if len(records) > limit:
-        result["nextToken"] = encode_token(KIND, records[limit - 1].seq)
-    return result
+    return resource_page(
+        ctx.store, KIND, "jobQueues", names=names, max_results=req.maxResults, next_token=req.nextToken
+    )

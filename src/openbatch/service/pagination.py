@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from openbatch.domain.errors import ValidationError
+from openbatch.store.base import ResourceRecord, Store
 
 T = TypeVar("T")
 _MAX_BIGINT = 2**63
@@ -64,3 +65,23 @@ def page_size(value: int | None, *, default: int, maximum: int) -> int:
     if not 1 <= value <= maximum:
         raise ValidationError(f"maxResults must be between 1 and {maximum}; got {value}")
     return value
+
+
+def resource_page(
+    store: Store,
+    kind: str,
+    result_key: str,
+    *,
+    max_results: int | None,
+    next_token: str | None,
+    names: list[str] | None = None,
+    render: Callable[[ResourceRecord], dict[str, Any]] = lambda record: record.body,
+) -> dict[str, Any]:
+    """One page of insertion-ordered resources, as the Describe*/List* operations return it."""
+    limit = page_size(max_results, default=100, maximum=100)
+    after = decode_position(kind, next_token, seq_position) or 0
+    records = store.list_resources(kind, names=names, after_seq=after, limit=limit + 1)
+    result: dict[str, Any] = {result_key: [render(r) for r in records[:limit]]}
+    if len(records) > limit:
+        result["nextToken"] = encode_token(kind, records[limit - 1].seq)
+    return result

@@ -9,7 +9,7 @@ from openbatch.domain.arns import ResourceType, parse_arn
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service.context import Caller, ServiceContext
-from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
+from openbatch.service.pagination import resource_page
 
 KIND = ResourceType.SCHEDULING_POLICY.value
 
@@ -103,10 +103,11 @@ def describe(ctx: ServiceContext, req: s.DescribeSchedulingPolicies) -> dict[str
 
 
 def list_policies(ctx: ServiceContext, req: s.ListSchedulingPolicies) -> dict[str, Any]:
-    limit = page_size(req.maxResults, default=100, maximum=100)
-    after = decode_position(KIND, req.nextToken, seq_position) or 0
-    records = ctx.store.list_resources(KIND, after_seq=after, limit=limit + 1)
-    result: dict[str, Any] = {"schedulingPolicies": [{"arn": r.arn} for r in records[:limit]]}
-    if len(records) > limit:
-        result["nextToken"] = encode_token(KIND, records[limit - 1].seq)
-    return result
+    return resource_page(
+        ctx.store,
+        KIND,
+        "schedulingPolicies",
+        max_results=req.maxResults,
+        next_token=req.nextToken,
+        render=lambda record: {"arn": record.arn},
+    )
