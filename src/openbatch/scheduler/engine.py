@@ -32,10 +32,11 @@ from pathlib import Path
 from openbatch.clock import Clock
 from openbatch.domain import transitions as t
 from openbatch.domain.job import STATUS_SUMMARY_KEYS, Attempt, Job, JobSpec
-from openbatch.domain.resources import ComputeEnvironment, JobQueue
+from openbatch.domain.resources import ComputeEnvironment, FairsharePolicy, JobQueue
 from openbatch.domain.states import TERMINAL, JobStatus
 from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
 from openbatch.scheduler.capacity import Capacity, Refusal
+from openbatch.scheduler.fairshare import FairshareQueue
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
 from openbatch.scheduler.registry import Registry
 from openbatch.store.base import Store
@@ -83,7 +84,6 @@ class JobEngine:
         capacity: Capacity,
         work_dir: Path,
         kill_grace_seconds: float = 30.0,
-        queue_factory: Callable[[str], RunnableQueue] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -92,7 +92,6 @@ class JobEngine:
         self.capacity = capacity
         self.work_dir = work_dir
         self.kill_grace_seconds = kill_grace_seconds
-        self._queue_factory = queue_factory or (lambda _name: FifoQueue())
         self.jobs: dict[str, Job] = {}
         """Unfinished jobs, plus finished ones until their final state is flushed."""
         self.runnable: dict[str, RunnableQueue] = {}
@@ -140,6 +139,7 @@ class JobEngine:
         """Queues, compute environments or policies changed: the next decision uses the new ones."""
         before = set(self.registry.queues)
         self.registry.refresh()
+        self._sync_queue_kinds()
         gone = before - set(self.registry.queues)
         if gone:
             # AWS: "all jobs in the queue are eventually terminated when you delete a job queue".
@@ -322,8 +322,34 @@ class JobEngine:
     def _queue_of(self, job: Job) -> RunnableQueue:
         queue = self.runnable.get(job.spec.queue)
         if queue is None:
-            queue = self.runnable[job.spec.queue] = self._queue_factory(job.spec.queue)
+            queue = self.runnable[job.spec.queue] = self._new_queue(job.spec.queue)
         return queue
+
+    def _new_queue(self, name: str) -> RunnableQueue:
+        fairshare = self._fairshare_policy(name)
+        return FifoQueue() if fairshare is None else FairshareQueue(fairshare, self.clock)
+
+    def _fairshare_policy(self, name: str) -> FairsharePolicy | None:
+        queue = self.registry.queues.get(name)
+        policy = self.registry.policy_of(queue) if queue is not None else None
+        return policy.fairshare if policy is not None else None
+
+    def _sync_queue_kinds(self) -> None:
+        """Apply policy changes: new weights at once; a queue that gained or lost a policy is re-ordered."""
+        for name, waiting in list(self.runnable.items()):
+            fairshare = self._fairshare_policy(name)
+            if isinstance(waiting, FairshareQueue) and fairshare is not None:
+                waiting.set_policy(fairshare)
+            elif isinstance(waiting, FairshareQueue) != (fairshare is not None):
+                replacement = self._new_queue(name)
+                for job in waiting:
+                    replacement.push(job)
+                self.runnable[name] = replacement
+
+    def _release_share(self, job: Job) -> None:
+        waiting = self.runnable.get(job.spec.queue)
+        if isinstance(waiting, FairshareQueue):
+            waiting.stopped(job)
 
     # --- dispatch -------------------------------------------------------------------
 
@@ -344,18 +370,48 @@ class JobEngine:
                 if n in registry.compute_environments
             ]
             while (job := waiting.peek()) is not None:
+                if isinstance(waiting, FairshareQueue) and not self._reservation_allows(waiting, job, environments):
+                    if self._start_from_reserve(waiting, environments, now):
+                        continue
+                    max_vcpus = sum(ce.max_vcpus for ce in environments if ce.enabled)
+                    self._block(queue, waiting, waiting.reservation_reason(job, max_vcpus), now)
+                    break
                 ce_name, reason = self._fit(job, environments)
                 if ce_name is not None:
                     waiting.pop()
-                    self._blocked_since.pop(job.id, None)
-                    self._launch(job, ce_name, now)
-                    self.stats.dispatched += 1
+                    self._start(waiting, job, ce_name, now)
                     continue
                 # FIFO: the head of the queue blocks the jobs behind it (AWS semantics).
                 if not self._block(queue, waiting, reason or f"JobQueue {queue.name} has no compute environment", now):
                     break
             else:
                 self.blocked.pop(queue.name, None)
+
+    def _start(self, waiting: RunnableQueue, job: Job, ce_name: str, now: int) -> None:
+        self._blocked_since.pop(job.id, None)
+        if isinstance(waiting, FairshareQueue):
+            # Before the next peek: the next decision of this cycle must see these vCPUs in use.
+            waiting.started(job)
+        self._launch(job, ce_name, now)
+        self.stats.dispatched += 1
+
+    def _reservation_allows(self, waiting: FairshareQueue, job: Job, environments: list[ComputeEnvironment]) -> bool:
+        enabled = [ce for ce in environments if ce.enabled]
+        max_vcpus = sum(ce.max_vcpus for ce in enabled)
+        free = sum(max(ce.max_vcpus - self.capacity.vcpus_used.get(ce.name, 0.0), 0.0) for ce in enabled)
+        return waiting.admits(job, free, max_vcpus)
+
+    def _start_from_reserve(self, waiting: FairshareQueue, environments: list[ComputeEnvironment], now: int) -> bool:
+        """computeReservation: a share not yet using the queue may start a job in the reserved vCPUs."""
+        other = waiting.peek_for_reserve()
+        if other is None:
+            return False
+        ce_name, _reason = self._fit(other, environments)
+        if ce_name is None:
+            return False
+        waiting.discard(other)
+        self._start(waiting, other, ce_name, now)
+        return True
 
     def _fit(self, job: Job, environments: list[ComputeEnvironment]) -> tuple[str | None, str | None]:
         """The first compute environment with room for ``job``, or why there is none."""
@@ -421,6 +477,10 @@ class JobEngine:
         head = waiting.peek() if waiting is not None else None
         if waiting is None or head is None or head.id == job.id:
             return job.status_reason
+        if isinstance(waiting, FairshareQueue):
+            return waiting.position_reason(job) or job.status_reason
+        if not isinstance(waiting, FifoQueue):
+            return job.status_reason
         ahead = waiting.jobs_ahead(job, limit=10_000)
         text = (
             f"Waiting behind {ahead:,}{'+' if ahead >= 10_000 else ''} job(s) ahead of it in job queue {job.spec.queue}"
@@ -429,6 +489,18 @@ class JobEngine:
         if blocked:
             text += f"; the first one waits: {blocked}"
         return text
+
+    def queue_utilization(self, name: str) -> tuple[float, dict[str, float] | None, int]:
+        """vCPUs running for job queue ``name``; for fair-share queues also per share and active shares."""
+        total = sum(
+            job.spec.resources.vcpus
+            for job_id in self._running
+            if (job := self.jobs.get(job_id)) is not None and job.spec.queue == name
+        )
+        waiting = self.runnable.get(name)
+        if isinstance(waiting, FairshareQueue):
+            return total, waiting.running_vcpus(), waiting.active_shares()
+        return total, ({} if self._fairshare_policy(name) is not None else None), 0
 
     def _note_reason(self, job: Job | None, reason: str) -> None:
         if job is not None and job.status_reason != reason:
@@ -484,6 +556,7 @@ class JobEngine:
         if running.timer is not None:
             running.timer.cancel()
         self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)
+        self._release_share(job)
         now = self.clock.now_ms()
         if not info.started:
             status_reason = TASK_FAILED_TO_START

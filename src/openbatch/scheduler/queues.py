@@ -30,10 +30,6 @@ class RunnableQueue(Protocol):
         """Remove and return the job ``peek`` returned; it is being dispatched."""
         ...
 
-    def jobs_ahead(self, job: Job, limit: int) -> int:
-        """How many jobs would be dispatched before ``job`` (counting stops at ``limit``)."""
-        ...
-
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Job]:
@@ -66,6 +62,7 @@ class FifoQueue:
         return self._jobs.popitem(last=False)[1]
 
     def jobs_ahead(self, job: Job, limit: int) -> int:
+        """How many jobs would be dispatched before ``job`` (counting stops at ``limit``)."""
         for position, job_id in enumerate(self._jobs):
             if job_id == job.id or position >= limit:
                 return position

@@ -232,7 +232,21 @@ class JobService:
             if position >= 100:
                 break
             jobs.append({"jobArn": render.job_arn(job.id), "earliestTimeAtPosition": job.runnable_since or now})
-        return {"frontOfQueue": {"jobs": jobs, "lastUpdatedAt": now}}
+        total, shares, active = self.engine.queue_utilization(name)
+        utilization: dict[str, Any] = {
+            "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": total}],
+            "lastUpdatedAt": now,
+        }
+        if shares is not None:
+            top = sorted(shares.items(), key=lambda item: (-item[1], item[0]))[:20]
+            utilization["fairshareUtilization"] = {
+                "activeShareCount": active,
+                "topCapacityUtilization": [
+                    {"shareIdentifier": share, "capacityUsage": [{"capacityUnit": "VCPU", "quantity": vcpus}]}
+                    for share, vcpus in top
+                ],
+            }
+        return {"frontOfQueue": {"jobs": jobs, "lastUpdatedAt": now}, "queueUtilization": utilization}
 
     # --- tags (JobTags protocol) --------------------------------------------------------
 
