@@ -19,9 +19,8 @@ def fairshare_queue(batch: BatchClient, max_vcpus: int, shares: list[dict[str, A
     batch.create_compute_environment(
         computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": max_vcpus}
     )
-    policy = batch.create_scheduling_policy(
-        name=unique("fs"), fairsharePolicy={"shareDecaySeconds": decay, "shareDistribution": shares}
-    )["arn"]
+    fairshare: Any = {"shareDecaySeconds": decay, "shareDistribution": shares}
+    policy = batch.create_scheduling_policy(name=unique("fs"), fairsharePolicy=fairshare)["arn"]
     queue = unique("q")
     batch.create_job_queue(
         jobQueueName=queue,
@@ -40,7 +39,7 @@ def children(batch: BatchClient, parent: str, size: int) -> list[dict[str, Any]]
 
 
 def vcpu_seconds(jobs: list[dict[str, Any]], start: int, end: int) -> float:
-    return sum(max(0, min(j["stoppedAt"], end) - max(j["startedAt"], start)) for j in jobs) / 1000
+    return float(sum(max(0, min(j["stoppedAt"], end) - max(j["startedAt"], start)) for j in jobs)) / 1000
 
 
 @pytest.mark.slow

@@ -146,6 +146,12 @@ from openbatch.domain.resources import FairsharePolicy
 DEFAULT_DECAY_SECONDS = 600
 """τ when ``shareDecaySeconds`` is 0."""
 
+DEFAULT_RUNTIME_SECONDS = 60.0
+"""Expected attempt duration before any attempt of the queue has ended."""
+
+RUNTIME_SMOOTHING = 0.2
+"""Weight of the latest attempt in the running average of attempt durations."""
+
 FORGET_BELOW = 1e-3
 """Decayed usage (vCPU-seconds) under which an idle share is dropped."""
 
@@ -166,8 +172,38 @@ def _key(job: Job) -> tuple[int, int, str]:
     return (-(job.spec.scheduling_priority or 0), since, job.id)
 
 
+class _Run:
+    """One job between ``started`` and ``stopped``."""
+
+    __slots__ = ("charged", "due", "seq", "share", "started", "vcpus")
+
+    def __init__(self, share: str, vcpus: float, started: int, due: int, seq: int) -> None:
+        self.share = share
+        self.vcpus = vcpus
+        self.started = started
+        self.due = due
+        """When its expected duration is up, in ms from the queue's base."""
+        self.seq = seq
+        self.charged = True
+        """Whether it still counts in its share's charge (until ``due`` or its end)."""
+
+
 class _Share:
-    __slots__ = ("as_of", "heap", "live", "name", "running_jobs", "running_vcpus", "stale", "usage")
+    __slots__ = (
+        "as_of",
+        "charged_due",
+        "charged_jobs",
+        "charged_vcpus",
+        "dues",
+        "heap",
+        "live",
+        "name",
+        "runtime",
+        "running_jobs",
+        "running_vcpus",
+        "stale",
+        "usage",
+    )
 
     def __init__(self, name: str, now: int) -> None:
         self.name = name
@@ -181,6 +217,14 @@ class _Share:
         self.as_of = now
         self.running_vcpus = 0.0
         self.running_jobs = 0
+        self.runtime: float | None = None
+        """Running average of this share's attempt durations, seconds."""
+        self.dues: list[tuple[int, int, str]] = []
+        """(due, run sequence, job id) of charged runs, earliest first; stale entries are skipped."""
+        self.charged_jobs = 0
+        self.charged_vcpus = 0.0
+        self.charged_due = 0.0
+        """Σ vCPUs × due over charged runs, so the charge is ``charged_due - charged_vcpus × now``."""
 
     def advance(self, now: int, tau: float) -> None:
         elapsed = (now - self.as_of) / 1000.0
@@ -198,6 +242,8 @@ class FairshareQueue:
     def __init__(self, policy: FairsharePolicy, clock: Clock) -> None:
         self._policy = policy
         self._clock = clock
+        self._base = clock.now_ms()
+        """Origin of the ``due`` times, which keeps the charge sums small enough to stay exact."""
         self._tau = float(policy.share_decay_seconds or DEFAULT_DECAY_SECONDS)
         self._weights: dict[str, float] = {}
         self._shares: dict[str, _Share] = {}
@@ -205,8 +251,9 @@ class FairshareQueue:
         """Shares with RUNNABLE jobs: the only ones a decision looks at."""
         self._active: set[str] = set()
         self._live: dict[str, _Entry] = {}
-        self._running: dict[str, tuple[str, float]] = {}
-        """Job id → (share, vCPUs) between ``started`` and ``stopped``."""
+        self._running: dict[str, _Run] = {}
+        self._runtime: float | None = None
+        """Running average of attempt durations over all shares, for shares with no history."""
         self._seq = 0
         self._version = 0
         self._head: tuple[int, int, _Share] | None = None
@@ -333,7 +380,7 @@ class FairshareQueue:
             yield job
             at = positions[name] = at + 1
             if at < len(lane):
-                metric += self.weight(name) * job.spec.resources.vcpus * self._tau
+                metric += self.weight(name) * job.spec.resources.vcpus * self._expected_seconds(self._shares[name])
                 heapq.heappush(shares, (metric, lane[at][1], lane[at][2], name))
 
     # --- usage accounting -------------------------------------------------------------
@@ -348,24 +395,40 @@ class FairshareQueue:
         share.advance(now, self._tau)
         share.running_vcpus += vcpus
         share.running_jobs += 1
-        self._running[job.id] = (share.name, vcpus)
+        self._seq += 1
+        due = now - self._base + round(self._expected_seconds(share) * 1000)
+        self._running[job.id] = _Run(share.name, vcpus, now, due, self._seq)
+        heapq.heappush(share.dues, (due, self._seq, job.id))
+        share.charged_jobs += 1
+        share.charged_vcpus += vcpus
+        share.charged_due += vcpus * due
         self._active.add(share.name)
         self._version += 1
 
     def stopped(self, job: Job) -> None:
         """The attempt of ``job`` ended: its vCPUs are released. Unknown jobs are ignored."""
-        record = self._running.pop(job.id, None)
-        if record is None:
+        run = self._running.pop(job.id, None)
+        if run is None:
             return
-        name, vcpus = record
         now = self._clock.now_ms()
-        share = self._shares[name]
+        share = self._shares[run.share]
         share.advance(now, self._tau)
+        self._uncharge(share, run)
         share.running_jobs -= 1
-        # Reset exactly at zero so float error cannot leave a phantom fraction of a vCPU.
-        share.running_vcpus = share.running_vcpus - vcpus if share.running_jobs else 0.0
-        if not share.running_jobs and not share.live:
-            self._active.discard(name)
+        if share.running_jobs:
+            share.running_vcpus -= run.vcpus
+            if len(share.dues) > 2 * share.charged_jobs + _COMPACT_MIN_STALE:
+                share.dues = [d for d in share.dues if self._charged(d)]
+                heapq.heapify(share.dues)
+        else:
+            # Reset exactly at zero so float error cannot leave a phantom fraction of a vCPU.
+            share.running_vcpus = 0.0
+            share.dues.clear()
+            if not share.live:
+                self._active.discard(run.share)
+        seconds = max(now - run.started, 0) / 1000.0
+        share.runtime = _smooth(share.runtime, seconds)
+        self._runtime = _smooth(self._runtime, seconds)
         self._version += 1
 
     def share_usage(self) -> dict[str, float]:
@@ -379,7 +442,7 @@ class FairshareQueue:
         return usage
 
     def normalized_usage(self, share: str) -> float:
-        """The number decisions compare: ``weight × (usage + running vCPUs × τ)``."""
+        """The number decisions compare: ``weight × (usage + expected remaining use of running jobs)``."""
         record = self._shares.get(share)
         return 0.0 if record is None else self._normalized(record, self._clock.now_ms())
 
@@ -491,6 +554,7 @@ class FairshareQueue:
             + len(self._shares)
             + len(self._live)
             + len(self._running)
+            + sum(len(s.dues) for s in self._shares.values())
             + len(self._weights)
         )
 
@@ -511,7 +575,40 @@ class FairshareQueue:
 
     def _normalized(self, share: _Share, now: int) -> float:
         share.advance(now, self._tau)
-        return self.weight(share.name) * (share.usage + share.running_vcpus * self._tau)
+        return self.weight(share.name) * (share.usage + self._committed(share, now))
+
+    def _expected_seconds(self, share: _Share) -> float:
+        """What a new run of ``share`` is charged for, in seconds: its expected duration, at most τ."""
+        runtime = share.runtime if share.runtime is not None else self._runtime
+        # More than τ would overstate it: decayed usage of one vCPU never exceeds τ vCPU-seconds.
+        return min(runtime if runtime is not None else DEFAULT_RUNTIME_SECONDS, self._tau)
+
+    def _committed(self, share: _Share, now: int) -> float:
+        """vCPU-seconds the share's running jobs are still expected to use (each until its ``due``)."""
+        at = now - self._base
+        dues = share.dues
+        while dues and dues[0][0] <= at:
+            entry = heapq.heappop(dues)
+            if self._charged(entry):
+                self._uncharge(share, self._running[entry[2]])
+        if not share.charged_jobs:
+            return 0.0
+        return max(share.charged_due - share.charged_vcpus * at, 0.0) / 1000.0
+
+    def _charged(self, entry: tuple[int, int, str]) -> bool:
+        run = self._running.get(entry[2])
+        return run is not None and run.seq == entry[1] and run.charged
+
+    def _uncharge(self, share: _Share, run: _Run) -> None:
+        if not run.charged:
+            return
+        share.charged_jobs -= 1
+        if share.charged_jobs:
+            share.charged_vcpus -= run.vcpus
+            share.charged_due -= run.vcpus * run.due
+        else:
+            share.charged_vcpus = share.charged_due = 0.0
+        run.charged = False
 
     def _removed(self, share: _Share) -> None:
         share.live -= 1
@@ -531,6 +628,10 @@ class FairshareQueue:
                 del self._shares[name]
                 self._weights.pop(name, None)
         self._prune_at = max(64, 2 * len(self._shares))
+
+
+def _smooth(average: float | None, sample: float) -> float:
+    return sample if average is None else average + RUNTIME_SMOOTHING * (sample - average)
 
 
 def _jobs(count: int) -> str:
