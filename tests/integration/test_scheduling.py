@@ -155,3 +155,24 @@ def test_queue_snapshot_lists_front_of_queue(batch: BatchClient) -> None:
     assert [j["jobArn"].rsplit("/", 1)[1] for j in front] == ids
     assert all(j["earliestTimeAtPosition"] > 0 for j in front)
     batch.cancel_jobs(jobs=ids, reason="cleanup")
+
+
+def test_priority_change_takes_effect_on_the_next_decision(batch: BatchClient) -> None:
+    ce = unique("ce")
+    batch.create_compute_environment(
+        computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
+    )
+    first, second = unique("first"), unique("second")
+    for name, priority in ((first, 100), (second, 1)):
+        batch.create_job_queue(
+            jobQueueName=name, priority=priority, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+        )
+    blocker = submit(batch, first, shell_definition(batch, "sleep 1"))
+    wait_for_status(batch, blocker, ["RUNNING"])
+    definition = shell_definition(batch, "sleep 0.05")
+    from_first = [submit(batch, first, definition) for _ in range(2)]
+    from_second = [submit(batch, second, definition) for _ in range(2)]
+    # Swap the priorities while everything waits: the second queue must now be served first.
+    batch.update_job_queue(jobQueue=second, priority=500)
+    jobs = {j: wait_for_status(batch, j, DONE) for j in [*from_first, *from_second]}
+    assert max(jobs[j]["startedAt"] for j in from_second) <= min(jobs[j]["startedAt"] for j in from_first)
