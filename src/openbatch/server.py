@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -45,7 +46,18 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     return app, runtime
 
 
+def raise_open_file_limit() -> None:
+    """Each running attempt holds a few descriptors (pipes, pidfd, log): allow as many as the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            logger.warning("could not raise the open file limit from %d", soft)
+
+
 def serve(settings: Settings, *, log_level: str = "info") -> None:
+    raise_open_file_limit()
     app, _runtime = build_app(settings)
     config = uvicorn.Config(
         app,
