@@ -1,136 +1,153 @@
 """Fair-share ordering of the RUNNABLE jobs of a job queue that has a fair-share scheduling policy.
 
 A job queue with a ``fairsharePolicy`` does not dispatch in submission order.
-Jobs are grouped by their ``shareIdentifier`` (a *share*) and every dispatch
-decision serves the share that has had the least of the compute environment
+Jobs are grouped by their ``shareIdentifier`` (a *share*), and each dispatch
+decision serves the share that has had the least of the queue's compute
 lately, relative to its weight. This module is that ordering and the usage
 accounting behind it.
 
 Usage
 -----
 A share's *usage* is the vCPU-seconds its jobs have used in this job queue,
-with older use counting less (see *Decay*). A job uses its vCPUs (the
-``VCPU`` resource requirement) from the moment it is dispatched until its
-attempt ends, whatever it does with them; memory and GPUs are not counted,
-as on AWS.
+with older use counting less (see *Decay*). A job uses its vCPUs (its
+``VCPU`` requirement) from dispatch until its attempt ends, whatever it does
+with them; memory and GPUs are not counted, as on AWS.
+
+A job is charged in two steps, so that each decision already sees the work
+handed out just before it:
+
+* at dispatch, up front, for its expected run time: vCPUs × the smaller of
+  τ (below) and the running average of the share's attempt durations (the
+  queue's average for a share with no finished attempt yet, 60 s before any
+  attempt of the queue has ended);
+* if it runs longer, the rest as it is used; if it ends sooner, the unused
+  part of the up-front charge is given back.
+
+So every attempt is charged exactly the vCPU-seconds it used; charging up
+front only moves part of it earlier, which matters for decay alone. Without
+it, the dispatches of one scheduling cycle, between which no time passes,
+would all go to the same share.
 
 Decay
 -----
-Usage fades exponentially with the time constant ``shareDecaySeconds``
-(written τ below): a vCPU-second used ``t`` seconds ago counts
-``exp(-t / τ)``, so use from one τ ago counts 37 %, from three τ ago 5 %.
-A share that keeps ``r`` vCPUs busy settles at a usage of ``r × τ``
-vCPU-seconds. ``shareDecaySeconds`` 0 means τ = 600 s, the minimum window
-current AWS documentation gives for 0 (older documentation said 0 means
-"current usage only", which makes a share's history worthless; we follow the
-current text). Because usage is stored as a value plus the time it was last
-brought up to date, decay costs nothing while nothing happens.
+Usage fades exponentially with the time constant τ = ``shareDecaySeconds``:
+a vCPU-second used ``t`` seconds ago counts ``exp(-t / τ)``, so use from one
+τ ago counts 37 %, from three τ ago 5 %. A share that keeps ``r`` vCPUs busy
+settles at a usage of ``r × τ``. ``shareDecaySeconds`` 0 means τ = 600 s, the
+minimum window the current AWS documentation gives for 0 (older versions
+said 0 means "current usage only", which leaves nothing to balance over).
+Usage is stored as a value and the time it was last brought up to date, so
+decay costs nothing while nothing happens.
 
 Weights
 -------
-Each share's weight is its ``weightFactor`` from ``shareDistribution``: an
-exact ``shareIdentifier`` entry wins; otherwise the entry whose identifier
-ends in ``*`` and is a prefix of the share; otherwise 1.0. A share's
-*normalized usage* is::
-
-    weight × (usage + running vCPUs × τ)
-
-The running term charges the vCPUs a share holds right now as if it had
-held them for a whole τ. Without it a burst of dispatches in one scheduling
-cycle, when no time passes and usage cannot change, would all go to one
-share; with it the burst is split in inverse proportion to the weights at
-once. It does not change the long-run balance, because in steady state usage
-is itself ``running × τ``.
-
+A share's weight is its ``weightFactor`` from ``shareDistribution``: the
+entry naming it exactly, else the entry whose identifier ends in ``*`` and
+is a prefix of it, else 1.0. Its *normalized usage* is ``weight × usage``.
 Lower weight means a larger share: the scheduler keeps the normalized usages
-of contending shares level, so a share of weight 1 settles at three times the
-vCPU-seconds of a share of weight 3 (0.125 gets 8 times what 1.0 gets).
+of the shares that have work level, so under contention a share of weight 1
+gets three times the vCPU-seconds of a share of weight 3, and 0.125 gets
+eight times what 1.0 gets.
 
 Choosing the next job
 ---------------------
-1. Among shares with RUNNABLE jobs, take the one with the lowest normalized
-   usage (ties: the one whose next job has waited longest, then job id).
-2. Within it, the job with the highest ``schedulingPriority`` (none counts
-   as 0); ties by the time it became RUNNABLE, then by job id.
+1. Among the shares with RUNNABLE jobs, take the one with the lowest
+   normalized usage counting half the up-front charge of its next job
+   (ties: the share whose next job became RUNNABLE first, then job id).
+2. Within it, take the job with the highest ``schedulingPriority`` (none
+   counts as 0); ties by the time it became RUNNABLE, then by job id.
+
+The half charge in step 1 matters: serving the lowest usage as it stands
+lets each share's usage swing between the common level and one charge above
+it, half a charge high on average, and with decay a steady excess of usage
+is a steady excess of vCPUs, as large for a share of one vCPU as for one of
+a hundred. In a simulation with 7 vCPUs, 5-minute jobs, τ = 600 s and
+weights 0.125 and 1, the smaller share got 23 % more than its due;
+comparing at the midpoint of the swing removes that.
 
 ``schedulingPriority`` never crosses shares: a priority 9999 job of a share
-that is above its fair share waits for a priority 0 job of one below it.
+above its fair share waits for a priority 0 job of a share below it.
 
-A share that arrives after another has had the queue to itself has zero
-usage, so it is served at the first free vCPU, and keeps being served until
-its normalized usage catches up; a share that was busy long ago but has been
-idle for a few τ competes as if new.
+A share arriving after another has had the queue to itself has no usage, so
+it is served at the first free vCPU and until its normalized usage catches
+up; a share busy long ago but idle for a few τ competes as if new.
 
 computeReservation
 ------------------
 With ``computeReservation`` R (0-99), ``max_vcpus × (R/100) ** A`` vCPUs are
 kept free for shares that are not using the queue yet, where A is the number
 of *active* shares: shares with RUNNABLE or running jobs in this queue. With
-R = 50 and one active share, half of the vCPUs are kept back; with two, a
-quarter; with three, an eighth. R = 0 reserves nothing.
+R = 50: half of the vCPUs with one active share, a quarter with two, an
+eighth with three. R = 0 reserves nothing.
 
-A share that holds no vCPUs in this queue (``is_using`` is false) may start a
-job in the reserved vCPUs; a share that holds some may not. So a new share
-gets its first job started at once, and from then on the reserve (now smaller,
-since A grew) applies to it too. A share alone in the queue is never locked
-out: while it runs nothing, its next job is exempt.
+A share that holds no vCPUs in this queue (``is_using`` is false) may start
+a job in the reserve; a share that holds some may not. So a newly arriving
+share gets its first job started at once, after which the reserve (smaller
+now, since A grew) applies to it too; and a share alone in the queue is
+never locked out, since while it runs nothing its next job is exempt.
 
 How the engine uses this queue
 ------------------------------
 * ``queue_factory`` returns ``FairshareQueue(policy, clock)`` for a job queue
-  whose scheduling policy has a ``fairsharePolicy``; when the policy is
+  whose scheduling policy has a ``fairsharePolicy``; when that policy is
   updated, call ``set_policy`` (usage history is kept).
-* ``push``/``discard`` exactly as for ``FifoQueue``.
-* ``started(job)`` right after ``pop()`` (or ``discard`` of a job taken from
-  ``peek_for_reserve``) when the job is placed, before the next ``peek``:
-  the next decision of the same cycle must see the vCPUs just handed out.
-  ``stopped(job)`` when the attempt ends and its vCPUs are released (before
-  the job is pushed back for a retry).
-* computeReservation, for the job ``peek`` returned and before trying the
+* ``push`` and ``discard`` as for ``FifoQueue``.
+* ``started(job)`` as soon as a job taken from this queue is placed (after
+  ``pop``, or ``discard`` of a job from ``peek_for_reserve``), before the next
+  ``peek``: the next decision of the same cycle must see it.
+  ``stopped(job)`` when its attempt ends and its vCPUs are released, before
+  it is pushed again for a retry.
+* computeReservation, for the job ``peek`` returned, before trying the
   compute environments::
 
-      max_vcpus = sum(ce.max_vcpus for the queue's ENABLED compute environments)
-      free = sum(max(ce.max_vcpus - vCPUs in use on ce, 0) for the same)
+      max_vcpus = sum of maxvCpus over the queue's ENABLED compute environments
+      free = sum over the same of max(maxvCpus - vCPUs in use, 0)
       if queue.admits(job, free, max_vcpus):
-          place it as usual; on success pop(), then started(job)
+          place it as usual; once placed: pop(), then started(job)
       else:
           other = queue.peek_for_reserve()
           if other is not None and it can be placed:
-              discard(other), then started(other), and continue the loop
+              discard(other), then started(other); continue with the next peek
           else:
-              note the reason (reservation_reason) on job and stop
+              note reservation_reason(job, max_vcpus) on the job and stop
               dispatching this queue for this cycle
 
-  ``admits`` is ``not is_using(share) or free - job vCPUs >=
-  reserved_vcpus(max_vcpus)``.
-* As with FIFO queues, a head job that does not fit blocks the queue for the
+  ``admits(job, free, max)`` is ``not is_using(share of job) or
+  free - job vCPUs >= reserved_vcpus(max)``.
+* As in a FIFO queue, a head job that does not fit blocks the queue for the
   cycle: the scheduler does not skip ahead to a smaller job of another share,
-  so a large job is never starved by a stream of small ones (at the cost of
+  so a large job is never starved by a stream of small ones (at the price of
   idle vCPUs while it waits).
 
 Cost
 ----
-``peek`` and ``pop`` cost O(S + log k), where S is the number of shares with
-RUNNABLE jobs and k the RUNNABLE jobs of the chosen share: each share keeps a
-heap (with lazy deletion, compacted when half of it is stale) and its usage
-is brought up to date in O(1). ``push`` is O(log k), ``discard``,
-``started`` and ``stopped`` O(1) amortized. A finished job leaves nothing
-behind but its contribution to one number; a share with no jobs is forgotten
-once its usage has decayed below 0.001 vCPU-seconds. Iteration (snapshots) and
-``position_reason`` are O(n log n) and O(k).
+``peek`` and ``pop`` cost O(S + log k), S being the shares with RUNNABLE jobs
+and k the RUNNABLE jobs of the chosen share: each share keeps a heap of its
+jobs (with lazy deletion, compacted once half of it is stale) and a heap of
+the times its running jobs use up their up-front charge; its usage is
+brought up to date in O(1) plus O(log) per such time passed. ``push`` is
+O(log k); ``discard``, ``started`` and ``stopped`` are O(log) amortized.
+A finished job leaves nothing behind but its part of one number, and a share
+with no jobs is forgotten once its usage has decayed below 0.001
+vCPU-seconds. Iterating (snapshots) is O(n log n), ``position_reason`` O(k).
 
 Limits
 ------
-* Usage lives in memory: after a server restart every share starts from zero.
-* Usage is kept per job queue; one share identifier used in two queues is two
+* The long-run split matches the weights when τ is a few times the typical
+  attempt duration or more. With attempts as long as τ or longer, the queue
+  remembers only the last few of them, and the split can settle on the
+  nearest whole number of jobs per share (with 7 vCPUs, 60-second jobs,
+  τ = 60 s and weights 1:3, 5:2 instead of 5.25:1.75).
+* Usage lives in memory: after a server restart every share starts at zero.
+* Usage is kept per job queue; a share identifier used in two queues is two
   independent shares.
 * AWS keeps a share active for about the decay period after its last job;
-  here a share is active exactly while it has RUNNABLE or running jobs, so the
-  reserve grows back as soon as a share drains.
+  here a share is active exactly while it has RUNNABLE or running jobs, so
+  the reserve grows back as soon as a share drains.
 * The limit of 500 active shares is enforced at SubmitJob, not here.
-* ``__iter__`` (GetJobQueueSnapshot's front of queue) shows the order in which
-  jobs would start if capacity freed up all at once; with time passing and
-  jobs ending, later positions may change.
+* ``__iter__`` (GetJobQueueSnapshot's front of queue) lists jobs in the order
+  they would start if capacity freed up all at once; as time passes and jobs
+  end, later positions can change.
 """
 
 from __future__ import annotations
@@ -175,32 +192,33 @@ def _key(job: Job) -> tuple[int, int, str]:
 class _Run:
     """One job between ``started`` and ``stopped``."""
 
-    __slots__ = ("charged", "due", "seq", "share", "started", "vcpus")
+    __slots__ = ("charge", "due", "prepaid", "seq", "share", "started", "vcpus")
 
-    def __init__(self, share: str, vcpus: float, started: int, due: int, seq: int) -> None:
+    def __init__(self, share: str, vcpus: float, started: int, charge: float, seq: int) -> None:
         self.share = share
         self.vcpus = vcpus
         self.started = started
-        self.due = due
-        """When its expected duration is up, in ms from the queue's base."""
+        self.charge = charge
+        """Seconds of use charged up front."""
+        self.due = started + round(charge * 1000)
+        """When the up-front charge is used up and use starts accruing as it happens."""
+        self.prepaid = True
+        """Still within the up-front charge (not yet ``due``)."""
         self.seq = seq
-        self.charged = True
-        """Whether it still counts in its share's charge (until ``due`` or its end)."""
 
 
 class _Share:
     __slots__ = (
+        "accruing_jobs",
+        "accruing_vcpus",
         "as_of",
-        "charged_due",
-        "charged_jobs",
-        "charged_vcpus",
         "dues",
         "heap",
         "live",
         "name",
-        "runtime",
         "running_jobs",
         "running_vcpus",
+        "runtime",
         "stale",
         "usage",
     )
@@ -215,25 +233,24 @@ class _Share:
         self.usage = 0.0
         """Decayed vCPU-seconds as of ``as_of``."""
         self.as_of = now
-        self.running_vcpus = 0.0
         self.running_jobs = 0
+        self.running_vcpus = 0.0
+        self.accruing_jobs = 0
+        self.accruing_vcpus = 0.0
+        """vCPUs of running jobs past their up-front charge: usage grows by these as time passes."""
+        self.dues: list[tuple[int, int, str]] = []
+        """(due, run sequence, job id) of prepaid runs, earliest first; entries of ended runs are skipped."""
         self.runtime: float | None = None
         """Running average of this share's attempt durations, seconds."""
-        self.dues: list[tuple[int, int, str]] = []
-        """(due, run sequence, job id) of charged runs, earliest first; stale entries are skipped."""
-        self.charged_jobs = 0
-        self.charged_vcpus = 0.0
-        self.charged_due = 0.0
-        """Σ vCPUs × due over charged runs, so the charge is ``charged_due - charged_vcpus × now``."""
 
-    def advance(self, now: int, tau: float) -> None:
-        elapsed = (now - self.as_of) / 1000.0
+    def decay_to(self, when: int, tau: float) -> None:
+        elapsed = (when - self.as_of) / 1000.0
         if elapsed <= 0:
             return
         fade = math.exp(-elapsed / tau)
-        # Exact for the piecewise-constant running vCPUs between started/stopped calls.
-        self.usage = self.usage * fade + self.running_vcpus * tau * (1.0 - fade)
-        self.as_of = now
+        # Exact for a constant accruing rate, which only changes at dues and at stopped().
+        self.usage = self.usage * fade + self.accruing_vcpus * tau * (1.0 - fade)
+        self.as_of = when
 
 
 class FairshareQueue:
@@ -242,8 +259,6 @@ class FairshareQueue:
     def __init__(self, policy: FairsharePolicy, clock: Clock) -> None:
         self._policy = policy
         self._clock = clock
-        self._base = clock.now_ms()
-        """Origin of the ``due`` times, which keeps the charge sums small enough to stay exact."""
         self._tau = float(policy.share_decay_seconds or DEFAULT_DECAY_SECONDS)
         self._weights: dict[str, float] = {}
         self._shares: dict[str, _Share] = {}
@@ -253,7 +268,7 @@ class FairshareQueue:
         self._live: dict[str, _Entry] = {}
         self._running: dict[str, _Run] = {}
         self._runtime: float | None = None
-        """Running average of attempt durations over all shares, for shares with no history."""
+        """Running average of attempt durations over all shares, for shares with none of their own."""
         self._seq = 0
         self._version = 0
         self._head: tuple[int, int, _Share] | None = None
@@ -276,7 +291,7 @@ class FairshareQueue:
         now = self._clock.now_ms()
         # Usage up to now decays at the old rate; the new τ applies from here on.
         for share in self._shares.values():
-            share.advance(now, self._tau)
+            self._advance(share, now)
         self._policy = policy
         self._tau = float(policy.share_decay_seconds or DEFAULT_DECAY_SECONDS)
         self._weights.clear()
@@ -330,7 +345,7 @@ class FairshareQueue:
         best_rank: tuple[float, int, str] | None = None
         for share in self._waiting.values():
             top = self._top(share)
-            rank = (self._normalized(share, now), top[1], top[2])
+            rank = (self._rank(share, top[4], now), top[1], top[2])
             if best_rank is None or rank < best_rank:
                 best, best_rank = share, rank
         if best is None:
@@ -362,71 +377,63 @@ class FairshareQueue:
         would charge it, so the listing interleaves shares by weight.
         """
         now = self._clock.now_ms()
-        lanes: dict[str, list[_Entry]] = {}
-        shares: list[tuple[float, int, str, str]] = []
+        lanes: list[_Lane] = []
         for share in self._waiting.values():
-            lane = sorted(e for e in share.heap if self._live.get(e[2]) is e)
-            lanes[share.name] = lane
-            shares.append((self._normalized(share, now), lane[0][1], lane[0][2], share.name))
-        heapq.heapify(shares)
-        return self._interleave(lanes, shares)
-
-    def _interleave(self, lanes: dict[str, list[_Entry]], shares: list[tuple[float, int, str, str]]) -> Iterator[Job]:
-        positions = dict.fromkeys(lanes, 0)
-        while shares:
-            metric, _, _, name = heapq.heappop(shares)
-            lane, at = lanes[name], positions[name]
-            job = lane[at][4]
-            yield job
-            at = positions[name] = at + 1
-            if at < len(lane):
-                metric += self.weight(name) * job.spec.resources.vcpus * self._expected_seconds(self._shares[name])
-                heapq.heappush(shares, (metric, lane[at][1], lane[at][2], name))
+            jobs = [e[4] for e in sorted(e for e in share.heap if self._live.get(e[2]) is e)]
+            self._advance(share, now)
+            lanes.append(_Lane(jobs, self.weight(share.name), share.usage, self._expected_seconds(share)))
+        # Copied up front: the listing must not change if the queue does while it is being read.
+        return _interleave(lanes)
 
     # --- usage accounting -------------------------------------------------------------
 
     def started(self, job: Job) -> None:
-        """``job`` was dispatched: its share now holds its vCPUs."""
+        """``job`` was dispatched: its share now holds its vCPUs and is charged its expected run time."""
         if job.id in self._running:
             return
         vcpus = job.spec.resources.vcpus
         now = self._clock.now_ms()
         share = self._share(share_of(job), now)
-        share.advance(now, self._tau)
-        share.running_vcpus += vcpus
-        share.running_jobs += 1
+        self._advance(share, now)
         self._seq += 1
-        due = now - self._base + round(self._expected_seconds(share) * 1000)
-        self._running[job.id] = _Run(share.name, vcpus, now, due, self._seq)
-        heapq.heappush(share.dues, (due, self._seq, job.id))
-        share.charged_jobs += 1
-        share.charged_vcpus += vcpus
-        share.charged_due += vcpus * due
+        run = self._running[job.id] = _Run(share.name, vcpus, now, self._expected_seconds(share), self._seq)
+        share.usage += vcpus * run.charge
+        heapq.heappush(share.dues, (run.due, run.seq, job.id))
+        share.running_jobs += 1
+        share.running_vcpus += vcpus
         self._active.add(share.name)
         self._version += 1
 
     def stopped(self, job: Job) -> None:
         """The attempt of ``job`` ended: its vCPUs are released. Unknown jobs are ignored."""
-        run = self._running.pop(job.id, None)
+        run = self._running.get(job.id)
         if run is None:
             return
         now = self._clock.now_ms()
         share = self._shares[run.share]
-        share.advance(now, self._tau)
-        self._uncharge(share, run)
+        # Before forgetting the run: if its charge ran out meanwhile, it must switch to accruing first.
+        self._advance(share, now)
+        del self._running[job.id]
+        seconds = max(now - run.started, 0) / 1000.0
+        if run.prepaid:
+            # Ended before its up-front charge was used: give back the unused part, decayed as the charge was.
+            refund = run.vcpus * (run.charge - seconds) * math.exp(-seconds / self._tau)
+            share.usage = max(share.usage - refund, 0.0)
+        else:
+            share.accruing_jobs -= 1
+            # Reset exactly at zero so float error cannot leave a phantom fraction of a vCPU.
+            share.accruing_vcpus = share.accruing_vcpus - run.vcpus if share.accruing_jobs else 0.0
         share.running_jobs -= 1
         if share.running_jobs:
             share.running_vcpus -= run.vcpus
-            if len(share.dues) > 2 * share.charged_jobs + _COMPACT_MIN_STALE:
-                share.dues = [d for d in share.dues if self._charged(d)]
+            if len(share.dues) > 2 * share.running_jobs + _COMPACT_MIN_STALE:
+                share.dues = [d for d in share.dues if self._prepaid(d) is not None]
                 heapq.heapify(share.dues)
         else:
-            # Reset exactly at zero so float error cannot leave a phantom fraction of a vCPU.
             share.running_vcpus = 0.0
             share.dues.clear()
             if not share.live:
                 self._active.discard(run.share)
-        seconds = max(now - run.started, 0) / 1000.0
         share.runtime = _smooth(share.runtime, seconds)
         self._runtime = _smooth(self._runtime, seconds)
         self._version += 1
@@ -437,12 +444,12 @@ class FairshareQueue:
         self._prune(now)
         usage = {}
         for share in self._shares.values():
-            share.advance(now, self._tau)
+            self._advance(share, now)
             usage[share.name] = share.usage
         return usage
 
     def normalized_usage(self, share: str) -> float:
-        """The number decisions compare: ``weight × (usage + expected remaining use of running jobs)``."""
+        """``weight × usage`` as of now: what decisions compare, before adding half the next job's charge."""
         record = self._shares.get(share)
         return 0.0 if record is None else self._normalized(record, self._clock.now_ms())
 
@@ -501,7 +508,7 @@ class FairshareQueue:
             if share.running_jobs:
                 continue
             top = self._top(share)
-            rank = (self._normalized(share, now), top[1], top[2], top[4])
+            rank = (self._rank(share, top[4], now), top[1], top[2], top[4])
             if best is None or rank[:3] < best[:3]:
                 best = rank
         return None if best is None else best[3]
@@ -524,10 +531,12 @@ class FairshareQueue:
         parts = []
         if share_of(head) != name:
             now = self._clock.now_ms()
-            other = share_of(head)
+            other = self._shares[share_of(head)]
+            # The numbers decisions compared, so the message never contradicts the order.
+            mine, theirs = self._rank(share, self._top(share)[4], now), self._rank(other, head, now)
             parts.append(
-                f"share {name} is above its fair share (weighted usage {self._normalized(share, now):.1f} "
-                f"vs {self._normalized(self._shares[other], now):.1f}); share {other} is served first"
+                f"share {name} is above its fair share (weighted usage {mine:.1f} vs {theirs:.1f} vCPU-seconds); "
+                f"share {other.name} is served first"
             )
         higher = same = 0
         for e in share.heap:
@@ -574,41 +583,37 @@ class FairshareQueue:
         return heap[0]
 
     def _normalized(self, share: _Share, now: int) -> float:
-        share.advance(now, self._tau)
-        return self.weight(share.name) * (share.usage + self._committed(share, now))
+        self._advance(share, now)
+        return self.weight(share.name) * share.usage
+
+    def _rank(self, share: _Share, job: Job, now: int) -> float:
+        """What decisions compare: normalized usage counting half the up-front charge of ``job`` (module docstring)."""
+        self._advance(share, now)
+        return self.weight(share.name) * (share.usage + job.spec.resources.vcpus * self._expected_seconds(share) / 2)
 
     def _expected_seconds(self, share: _Share) -> float:
-        """What a new run of ``share`` is charged for, in seconds: its expected duration, at most τ."""
+        """The up-front charge of a new run of ``share`` per vCPU: its expected duration, at most τ."""
         runtime = share.runtime if share.runtime is not None else self._runtime
-        # More than τ would overstate it: decayed usage of one vCPU never exceeds τ vCPU-seconds.
+        # More than τ at once would outweigh what a vCPU used continuously ever adds up to (τ vCPU-seconds).
         return min(runtime if runtime is not None else DEFAULT_RUNTIME_SECONDS, self._tau)
 
-    def _committed(self, share: _Share, now: int) -> float:
-        """vCPU-seconds the share's running jobs are still expected to use (each until its ``due``)."""
-        at = now - self._base
+    def _advance(self, share: _Share, now: int) -> None:
+        """Bring the share's usage up to ``now``, switching runs whose charge is used up to accruing."""
         dues = share.dues
-        while dues and dues[0][0] <= at:
+        while dues and dues[0][0] <= now:
             entry = heapq.heappop(dues)
-            if self._charged(entry):
-                self._uncharge(share, self._running[entry[2]])
-        if not share.charged_jobs:
-            return 0.0
-        return max(share.charged_due - share.charged_vcpus * at, 0.0) / 1000.0
+            run = self._prepaid(entry)
+            if run is None:
+                continue
+            share.decay_to(entry[0], self._tau)
+            run.prepaid = False
+            share.accruing_jobs += 1
+            share.accruing_vcpus += run.vcpus
+        share.decay_to(now, self._tau)
 
-    def _charged(self, entry: tuple[int, int, str]) -> bool:
+    def _prepaid(self, entry: tuple[int, int, str]) -> _Run | None:
         run = self._running.get(entry[2])
-        return run is not None and run.seq == entry[1] and run.charged
-
-    def _uncharge(self, share: _Share, run: _Run) -> None:
-        if not run.charged:
-            return
-        share.charged_jobs -= 1
-        if share.charged_jobs:
-            share.charged_vcpus -= run.vcpus
-            share.charged_due -= run.vcpus * run.due
-        else:
-            share.charged_vcpus = share.charged_due = 0.0
-        run.charged = False
+        return run if run is not None and run.seq == entry[1] and run.prepaid else None
 
     def _removed(self, share: _Share) -> None:
         share.live -= 1
@@ -623,11 +628,43 @@ class FairshareQueue:
     def _prune(self, now: int) -> None:
         for name in [n for n, s in self._shares.items() if not s.live and not s.running_jobs]:
             share = self._shares[name]
-            share.advance(now, self._tau)
+            self._advance(share, now)
             if share.usage < FORGET_BELOW:
                 del self._shares[name]
                 self._weights.pop(name, None)
         self._prune_at = max(64, 2 * len(self._shares))
+
+
+class _Lane:
+    """One share's jobs in ``__iter__``'s projection, and the usage it would reach."""
+
+    __slots__ = ("at", "charge", "jobs", "usage", "weight")
+
+    def __init__(self, jobs: list[Job], weight: float, usage: float, charge: float) -> None:
+        self.jobs = jobs
+        self.weight = weight
+        self.usage = usage
+        self.charge = charge
+        self.at = 0
+
+    def rank(self) -> tuple[float, int, str]:
+        job = self.jobs[self.at]
+        since = job.runnable_since if job.runnable_since is not None else job.created_at
+        return (self.weight * (self.usage + job.spec.resources.vcpus * self.charge / 2), since, job.id)
+
+
+def _interleave(lanes: list[_Lane]) -> Iterator[Job]:
+    order = [(*lane.rank(), index) for index, lane in enumerate(lanes)]
+    heapq.heapify(order)
+    while order:
+        index = heapq.heappop(order)[3]
+        lane = lanes[index]
+        job = lane.jobs[lane.at]
+        yield job
+        lane.usage += job.spec.resources.vcpus * lane.charge
+        lane.at += 1
+        if lane.at < len(lane.jobs):
+            heapq.heappush(order, (*lane.rank(), index))
 
 
 def _smooth(average: float | None, sample: float) -> float:
