@@ -212,6 +212,24 @@ def test_environment_and_working_dir(tmp_path: Path) -> None:
     assert h.messages(spec) == ["bar  baz", "j1", str(workdir)]
 
 
+def test_jobs_see_only_a_base_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The server's own variables (credentials, database URLs) must not leak into jobs.
+    monkeypatch.setenv("SERVER_SECRET", "hunter2")
+    monkeypatch.setenv("PASSED_THROUGH", "yes")
+    monkeypatch.setenv("OPENBATCH_JOB_ENV", "PASSED_THROUGH")
+
+    async def main() -> tuple[ExitInfo, Harness, LaunchSpec]:
+        h = Harness(tmp_path)
+        spec = h.spec("sh", "-c", 'echo "secret=${SERVER_SECRET:-unset} passed=$PASSED_THROUGH path=${PATH:+set}"')
+        info = await h.run(spec)
+        await h.executor.aclose()
+        return info, h, spec
+
+    info, h, spec = run(main())
+    assert info.exit_code == 0
+    assert h.messages(spec) == ["secret=unset passed=yes path=set"]
+
+
 def test_unknown_executable_reports_not_started(tmp_path: Path) -> None:
     async def main() -> tuple[ExitInfo, bool, Harness]:
         h = Harness(tmp_path)

@@ -96,6 +96,17 @@ def _group_rss(groups: Mapping[int, object]) -> dict[int, int]:
     return totals
 
 
+# What a job inherits from the server's environment, like the few variables a
+# container image provides. Everything else (credentials, database URLs, the
+# server's own settings) stays out of jobs; OPENBATCH_JOB_ENV adds names.
+BASE_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
+
+
+def job_base_environment() -> dict[str, str]:
+    names = [*BASE_ENVIRONMENT, *os.environ.get("OPENBATCH_JOB_ENV", "").replace(",", " ").split()]
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
 def _make_dir(path: Path) -> None:
     # os.mkdir first: one syscall in the common case, where pathlib's mkdir does several.
     try:
@@ -233,6 +244,7 @@ class LocalExecutor:
         self._memory_timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.Future[None] | None = None
         self._closing = False
+        self._base_env = job_base_environment()
 
     @property
     def running(self) -> int:
@@ -251,7 +263,7 @@ class LocalExecutor:
             raise RuntimeError("LocalExecutor is bound to another event loop")
         if not spec.command:
             return self._not_started(loop, on_exit, "empty command")
-        env = os.environ | spec.environment
+        env = self._base_env | spec.environment
         if spec.gpu_ids:
             visible = ",".join(str(gpu) for gpu in spec.gpu_ids)
             env["CUDA_VISIBLE_DEVICES"] = visible
