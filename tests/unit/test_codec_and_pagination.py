@@ -29,7 +29,8 @@ S = JobStatus
 
 def _through_json(record: JobRecord) -> JobRecord:
     """What a store hands back: the body as JSON would carry it."""
-    return dataclasses.replace(record, body=json.loads(json.dumps(record.body)))
+    spec = json.loads(json.dumps(record.spec)) if record.spec is not None else None
+    return dataclasses.replace(record, body=json.loads(json.dumps(record.body)), spec=spec)
 
 
 def _as_dict(job: Job) -> dict[str, Any]:
@@ -37,7 +38,7 @@ def _as_dict(job: Job) -> dict[str, Any]:
 
 
 def _round_trip(job: Job, parent: Job | None = None) -> Job:
-    record = _through_json(job_codec.to_record(job))
+    record = _through_json(job_codec.to_record(job, with_spec=True))
     return job_codec.from_record(record, parent.spec if parent is not None else None)
 
 
@@ -78,8 +79,10 @@ def _finished_job() -> Job:
 
 def test_round_trip_of_a_fresh_job() -> None:
     job = make_job().build()
-    record = job_codec.to_record(job)
-    assert set(record.body) == {"spec", "tags", "attempts", "deps"}
+    record = job_codec.to_record(job, with_spec=True)
+    assert set(record.body) == {"tags", "attempts", "deps"}
+    assert record.spec is not None and record.spec["job_name"] == job.spec.job_name
+    assert job_codec.to_record(job).spec is None  # later writes carry only the state
     assert None not in record.body.values()
     assert _as_dict(_round_trip(job)) == _as_dict(job)
 
@@ -93,7 +96,7 @@ def test_round_trip_of_a_finished_job_with_attempts() -> None:
 
 
 def test_record_columns() -> None:
-    record = job_codec.to_record(_finished_job())
+    record = job_codec.to_record(_finished_job(), with_spec=True)
     assert (
         record.id,
         record.parent_id,
@@ -108,7 +111,7 @@ def test_record_columns() -> None:
 
 def test_attempts_store_only_what_is_set() -> None:
     job = make_job().status(S.FAILED).attempt(stopped_at=NOW, status_reason="Task failed to start").build()
-    record = job_codec.to_record(job)
+    record = job_codec.to_record(job, with_spec=True)
     assert record.body["attempts"] == [{"stopped_at": NOW, "status_reason": "Task failed to start"}]
 
 
@@ -153,7 +156,7 @@ def test_round_trip_of_flags_and_a_pending_cancel() -> None:
 def test_round_trip_of_an_array_parent_with_its_summary() -> None:
     summary = {"PENDING": 2, "RUNNING": 1, "SUCCEEDED": 1, "FAILED": 1}
     parent = make_job().array(5, summary=summary, updated_at=NOW + 9).status(S.PENDING).tags(k="v").build()
-    record = job_codec.to_record(parent)
+    record = job_codec.to_record(parent, with_spec=True)
     assert record.body["status_summary"]["RUNNING"] == 1
     assert record.body["summary_updated_at"] == NOW + 9
     back = _round_trip(parent)
@@ -175,8 +178,8 @@ def test_array_child_stores_no_spec_and_shares_the_parent_one() -> None:
         .current(started_at=NOW, task_id="c2")
         .build()
     )
-    record = job_codec.to_record(child)
-    assert "spec" not in record.body and "tags" not in record.body
+    record = job_codec.to_record(child, with_spec=True)
+    assert record.spec is None and "tags" not in record.body
     assert (record.id, record.parent_id, record.array_index) == (f"{parent.id}:2", parent.id, 2)
     back = _round_trip(child, parent)
     assert back.spec is parent.spec

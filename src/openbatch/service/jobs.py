@@ -55,7 +55,7 @@ class JobService:
         spec = submission.build_spec(req, queue, definition, depends_on)
         jobs = submission.build_jobs(spec, req, self.ctx.clock.now_ms())
         # Commit before answering: an accepted job survives any crash after this line.
-        await self.committer.commit([to_record(job) for job in jobs])
+        await self.committer.commit([to_record(job, with_spec=True) for job in jobs])
         self.engine.admit(jobs)
         head = jobs[0]
         return {
@@ -77,7 +77,7 @@ class JobService:
         for record in self.ctx.store.get_jobs(missing):
             size = None
             if record.array_index is None:
-                size = record.body.get("spec", {}).get("array_size")
+                size = (record.spec or {}).get("array_size")
             found[record.id] = submission.DependencyInfo(True, size)
         return found
 

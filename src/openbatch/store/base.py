@@ -43,6 +43,10 @@ class JobRecord:
     share_identifier: str | None
     created_at: int
     body: Body
+    """The job's state: changes with every transition."""
+    spec: Body | None = None
+    """What was submitted: written once by ``insert_jobs`` and never updated (``None`` for array children,
+    which share their parent's, and in records passed to ``save_jobs``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,7 +138,7 @@ class Store(Protocol):
         ...
 
     def save_jobs(self, records: Iterable[JobRecord]) -> None:
-        """Upsert-by-id the mutable part (status, body) of existing jobs in one transaction."""
+        """Update the mutable part (status, body) of existing jobs in one transaction; ``spec`` is not written."""
         ...
 
     def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:

@@ -1,4 +1,7 @@
-"""Jobs to and from store records. Array children store no spec: they share their parent's."""
+"""Jobs to and from store records. Array children store no spec: they share their parent's.
+
+The spec (what was submitted) is written once; every later write carries only the state.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def _attempt_from_body(body: dict[str, Any]) -> Attempt:
     return Attempt(**{k: body.get(k) for k in _ATTEMPT_FIELDS})
 
 
-def to_record(job: Job) -> JobRecord:
+def to_record(job: Job, *, with_spec: bool = False) -> JobRecord:
+    """The job as a record; ``with_spec`` for the first write (the spec never changes afterwards)."""
     body: dict[str, Any] = {
         "status_reason": job.status_reason,
         "started_at": job.started_at,
@@ -60,7 +64,6 @@ def to_record(job: Job) -> JobRecord:
         "deps": list(job.deps),
     }
     if job.array_index is None:
-        body["spec"] = spec_to_body(job.spec)
         body["tags"] = job.tags
     if job.current is not None:
         body["current"] = _attempt_to_body(job.current)
@@ -86,6 +89,7 @@ def to_record(job: Job) -> JobRecord:
         share_identifier=job.spec.share_identifier,
         created_at=job.created_at,
         body={k: v for k, v in body.items() if v is not None},
+        spec=spec_to_body(job.spec) if with_spec and job.array_index is None else None,
     )
 
 
@@ -93,7 +97,9 @@ def from_record(record: JobRecord, parent_spec: JobSpec | None = None) -> Job:
     body = record.body
     spec = parent_spec if record.array_index is not None and parent_spec is not None else None
     if spec is None:
-        spec = spec_from_body(body["spec"])
+        if record.spec is None:
+            raise ValueError(f"job {record.id!r} has no spec and no parent spec was given")
+        spec = spec_from_body(record.spec)
     job = Job(
         id=record.id,
         spec=spec,

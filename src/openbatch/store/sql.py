@@ -361,6 +361,7 @@ def _job(m: Any) -> JobRecord:
         share_identifier=m["share_identifier"],
         created_at=m["created_at"],
         body=_loads(m["body"]),
+        spec=_loads(m["spec"]) if m["spec"] is not None else None,
     )
 
 
@@ -375,4 +376,5 @@ def _job_row(r: JobRecord) -> dict[str, Any]:
         "share_identifier": r.share_identifier,
         "created_at": r.created_at,
         "body": _dumps(r.body),
+        "spec": _dumps(r.spec) if r.spec is not None else None,
     }

@@ -41,6 +41,7 @@ jobs = Table(
     Column("share_identifier", String(255), nullable=True),
     Column("created_at", BigInteger, nullable=False),
     Column("body", Text, nullable=False),
+    Column("spec", Text, nullable=True),
     Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
     Index("ix_jobs_queue_created", "queue", "created_at"),
     Index("ix_jobs_parent_index", "parent_id", "array_index"),

@@ -1,0 +1,52 @@
+"""The migration tree upgrades a store written by an older release without losing jobs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from openbatch.config import normalize_database_url
+from openbatch.store.sql import SqlStore
+
+
+def _upgrade(store: SqlStore, target: str) -> None:
+    config = Config()
+    from openbatch.store import sql
+
+    config.set_main_option("script_location", str(Path(sql.__file__).parent / "migrations"))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, target)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqlStore:
+    if request.param == "sqlite":
+        return SqlStore(f"sqlite:///{tmp_path / 'old.db'}")
+    return SqlStore(normalize_database_url(request.getfixturevalue("postgres_url")))
+
+
+def test_job_specs_move_out_of_the_body(old_store: SqlStore) -> None:
+    # Given a store at revision 0001, where a job's spec lived inside its body
+    _upgrade(old_store, "0001")
+    spec = {"job_name": "old", "array_size": None}
+    with old_store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, parent_id, array_index, queue, status, job_name, share_identifier, "
+                "created_at, body) VALUES ('j1', NULL, NULL, 'q', 'SUCCEEDED', 'old', NULL, 1, :body)"
+            ),
+            {"body": json.dumps({"spec": spec, "attempts": []})},
+        )
+    # When it is migrated to the newest revision
+    old_store.migrate()
+    # Then the job keeps its state, and its spec is in the spec column
+    (record,) = old_store.get_jobs(["j1"])
+    assert record.spec == spec
+    assert record.body == {"attempts": []}
+    old_store.close()
