@@ -6,22 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from openbatch.config import normalize_database_url
 from openbatch.store.sql import SqlStore
-
-
-def _upgrade(store: SqlStore, target: str) -> None:
-    config = Config()
-    from openbatch.store import sql
-
-    config.set_main_option("script_location", str(Path(sql.__file__).parent / "migrations"))
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, target)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -33,7 +21,7 @@ def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqlStore:
 
 def test_job_specs_move_out_of_the_body(old_store: SqlStore) -> None:
     # Given a store at revision 0001, where a job's spec lived inside its body
-    _upgrade(old_store, "0001")
+    old_store.migrate("0001")
     spec = {"job_name": "old", "array_size": None}
     with old_store.engine.begin() as conn:
         conn.execute(

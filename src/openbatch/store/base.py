@@ -72,8 +72,8 @@ class Store(Protocol):
     method accepted survives a crash of the process right after it returns.
     """
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest revision (idempotent)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision``, the newest by default (idempotent)."""
         ...
 
     def close(self) -> None: ...

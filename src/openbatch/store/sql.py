@@ -108,12 +108,12 @@ class SqlStore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def migrate(self) -> None:
+    def migrate(self, revision: str = "head") -> None:
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            command.upgrade(config, revision)
 
     def close(self) -> None:
         if self._conn is not None:
