@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 import uuid
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,7 @@ class JobEngine:
         self.registry = registry
         self.capacity = capacity
         self.work_dir = work_dir
+        self._shards = [work_dir / f"{shard:02x}" for shard in range(256)]
         self.kill_grace_seconds = kill_grace_seconds
         self.jobs: dict[str, Job] = {}
         """Unfinished jobs, plus finished ones until their final state is flushed."""
@@ -235,7 +237,7 @@ class JobEngine:
             self._finish(job, lambda j: t.cancel(j, now, reason))
             return
         self._set(job, lambda j: t.make_runnable(j, now))
-        self._queue_of(job).push(job)
+        self._enqueue(job)
 
     def _on_terminal(self, job: Job) -> None:
         """Propagate a terminal state to dependents and the array parent, iteratively.
@@ -272,7 +274,7 @@ class JobEngine:
                         work.append(dependent)
                     else:
                         self._set(dependent, lambda j: t.make_runnable(j, now))
-                        self._queue_of(dependent).push(dependent)
+                        self._enqueue(dependent)
             parent = self.jobs.get(done.parent_id) if done.parent_id else None
             if parent is not None and parent.status not in TERMINAL and self._array_done(parent):
                 self._close_array(parent, now)
@@ -318,6 +320,13 @@ class JobEngine:
         """A transition into a terminal state, with propagation."""
         self._set(job, change)
         self._on_terminal(job)
+
+    def _enqueue(self, job: Job) -> None:
+        """A job became RUNNABLE: queue it, and have its working directory made off the event loop
+        (creating a directory costs more than starting a process on some file systems)."""
+        self._queue_of(job).push(job)
+        if not job.attempts:
+            self._janitor.submit(_make_dirs, self.work_dir_of(job.id))
 
     def _queue_of(self, job: Job) -> RunnableQueue:
         queue = self.runnable.get(job.spec.queue)
@@ -528,7 +537,7 @@ class JobEngine:
             attempt=job.attempt_number,
             command=spec.command,
             environment=environment,
-            working_dir=self.work_dir / job.id,
+            working_dir=self.work_dir_of(job.id),
             log_stream=attempt.log_stream or task_id,
             memory_mib=spec.resources.memory_mib,
             gpu_ids=gpu_ids,
@@ -540,6 +549,11 @@ class JobEngine:
         self._set(job, lambda j: t.start(j, now))
         if spec.timeout_seconds:
             running.timer = asyncio.get_running_loop().call_later(spec.timeout_seconds, self._time_out, job_id)
+
+    def work_dir_of(self, job_id: str) -> Path:
+        """``<work>/<shard>/<jobId>``: 256 shards keep creating and removing one job's directory from
+        contending for the same parent directory lock as every other job's."""
+        return self._shards[zlib.crc32(job_id.encode()) & 0xFF] / job_id
 
     def _time_out(self, job_id: str) -> None:
         running = self._running.get(job_id)
@@ -576,13 +590,13 @@ class JobEngine:
             self._finish(job, lambda j: t.succeed(j, now))
         elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
             self._set(job, lambda j: t.retry(j, now))
-            self._queue_of(job).push(job)
+            self._enqueue(job)
         else:
             self._finish(job, lambda j: t.fail(j, now, status_reason))
         if job.status in TERMINAL:
             # Off the event loop: removing a directory costs more than starting a job on
             # some file systems. Only finished jobs, so a retry never races its own mkdir.
-            self._janitor.submit(_remove_empty_dir, self.work_dir / job_id)
+            self._janitor.submit(_remove_empty_dir, self.work_dir_of(job_id))
         self.wake()
 
     # --- cancel and terminate ---------------------------------------------------------
@@ -674,7 +688,7 @@ class JobEngine:
             self._register_dependencies(job, finished)
             self._to_evaluate.append(job)
         for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
-            self._queue_of(job).push(job)
+            self._enqueue(job)
         for job in loaded:
             if job.status in (S.STARTING, S.RUNNING):
                 self._abandon_attempt(job, now)
@@ -696,9 +710,16 @@ class JobEngine:
         )
         if t.should_retry(job.spec.retry, len(job.attempts), attempt):
             self._set(job, lambda j: t.retry(j, now))
-            self._queue_of(job).push(job)
+            self._enqueue(job)
         else:
             self._finish(job, lambda j: t.fail(j, now, HOST_TERMINATED))
+
+
+def _make_dirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        logger.warning("could not create working directory %s", path)
 
 
 def _remove_empty_dir(path: Path) -> None:
