@@ -27,9 +27,7 @@ def upgrade() -> None:
         body = json.loads(text)
         spec = body.pop("spec", None)
         if spec is not None:
-            conn.execute(
-                jobs.update().where(jobs.c.id == job_id).values(body=json.dumps(body), spec=json.dumps(spec))
-            )
+            conn.execute(jobs.update().where(jobs.c.id == job_id).values(body=json.dumps(body), spec=json.dumps(spec)))
 
 
 def downgrade() -> None:
