@@ -59,6 +59,15 @@ class EngineStats:
     """Time spent in cycles (evaluate + dispatch + flush), excluding process exits."""
     dispatched: int = 0
     """Placement decisions that launched an attempt."""
+    launch_seconds: float = 0.0
+    """Part of ``cycle_seconds`` spent in the executor starting processes."""
+    flush_seconds: float = 0.0
+    """Part of ``cycle_seconds`` spent writing to the store."""
+
+    @property
+    def decision_seconds(self) -> float:
+        """Scheduling logic alone: evaluate and dispatch, without process starts and store writes."""
+        return self.cycle_seconds - self.launch_seconds - self.flush_seconds
 
 
 class _Running:
@@ -170,7 +179,9 @@ class JobEngine:
         now = self.clock.now_ms()
         self._evaluate(now)
         self._dispatch(now)
+        flushing = time.perf_counter()
         self.flush()
+        self.stats.flush_seconds += time.perf_counter() - flushing
         self.stats.cycles += 1
         self.stats.cycle_seconds += time.perf_counter() - started
 
@@ -543,7 +554,9 @@ class JobEngine:
             gpu_ids=gpu_ids,
         )
         job_id = job.id
+        launching = time.perf_counter()
         handle = self.executor.launch(launch, lambda info: self._on_exit(job_id, info))
+        self.stats.launch_seconds += time.perf_counter() - launching
         attempt.pid = handle.pid
         running = self._running[job_id] = _Running(handle, gpu_ids)
         self._set(job, lambda j: t.start(j, now))
