@@ -6,8 +6,8 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from openbatch.api.auth import Authenticator
-from openbatch.api.errors import client_error, error_response, response_for
+from openbatch.api.errors import client_error, response_for
 from openbatch.api.operations import OPERATIONS, Services
 from openbatch.domain.errors import ValidationError
 from openbatch.service import tagging
@@ -99,9 +99,6 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def not_found(request: Request) -> Response:
-        return error_response(404, "ResourceNotFoundException", f"No route for {request.url.path}")
-
     routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
     # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
     routes.append(Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]))
@@ -141,8 +138,3 @@ def _check_json(value: Any) -> None:
                 raise ValidationError(f"The request body is nested more than {_MAX_DEPTH} levels deep")
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             pending.extend((child, depth + 1) for child in children)
-
-
-@asynccontextmanager
-async def no_lifespan(_app: Starlette) -> AsyncIterator[None]:
-    yield
