@@ -68,7 +68,6 @@ class Runtime:
             work_dir=self.settings.work_dir,
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
-        self._executor = executor
         self._jobs = JobService(self.ctx, engine)
         self.ctx.listeners.append(engine.resources_changed)
         engine.start()
@@ -76,8 +75,6 @@ class Runtime:
     async def stop(self) -> None:
         if self._jobs is not None:
             await self._jobs.engine.stop()
-            await self._executor.aclose()
-            self._jobs.engine.flush()
         self.store.close()
 
     def _create_defaults(self) -> None:

@@ -91,3 +91,30 @@ def test_graceful_restart_keeps_pending_graph_and_arrays(tmp_path: Path) -> None
         assert batch.describe_jobs(jobs=[first])["jobs"][0]["status"] == "SUCCEEDED"
     finally:
         server.stop()
+
+
+def test_graceful_stop_ends_running_attempts_as_a_lost_host(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        batch = server.batch()
+        definition = shell_definition(batch, '[ "$AWS_BATCH_JOB_ATTEMPT" -ge 2 ] || exec sleep 100')
+        retried = batch.submit_job(
+            jobName=unique("g"), jobQueue="default", jobDefinition=definition, retryStrategy={"attempts": 2}
+        )["jobId"]
+        single = batch.submit_job(jobName=unique("s"), jobQueue="default", jobDefinition=definition)["jobId"]
+        for job_id in (retried, single):
+            wait_for_status(batch, job_id, ["RUNNING"])
+        # When the server is stopped with SIGTERM and started again
+        server.restart()
+        batch = server.batch()
+        # Then the interrupted attempts say why, and each job follows its retry strategy
+        job = wait_for_status(batch, retried, DONE)
+        assert job["status"] == "SUCCEEDED"
+        first = job["attempts"][0]
+        assert first["statusReason"].startswith("Host EC2 (instance openbatch-")
+        assert first["container"]["reason"] == "The OpenBatch server stopped while this attempt was running"
+        failed = wait_for_status(batch, single, DONE)
+        assert failed["status"] == "FAILED"
+        assert failed["statusReason"].startswith("Host EC2")
+    finally:
+        server.stop()

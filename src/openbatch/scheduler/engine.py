@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 S = JobStatus
 TASK_FAILED_TO_START = "Task failed to start"
 HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+SERVER_STOPPED = "The OpenBatch server stopped while this attempt was running"
 
 
 @dataclass(slots=True)
@@ -132,10 +133,14 @@ class JobEngine:
         self.wake()
 
     async def stop(self) -> None:
+        """Stop scheduling, end running attempts as a lost host (retried under their strategy), persist."""
         self._stopping = True
         self._wake.set()
         if self._task is not None:
             await self._task
+        # Attempts cannot outlive the server (their output pipes end with it): stopping them
+        # here records why, where a crash leaves that to the next start-up's recovery.
+        await self.executor.aclose()
         self.flush()
         self._janitor.shutdown(wait=True)
 
@@ -587,6 +592,9 @@ class JobEngine:
         now = self.clock.now_ms()
         if not info.started:
             status_reason = TASK_FAILED_TO_START
+        elif self._stopping and running.stop_reason is None and not running.timed_out:
+            status_reason = HOST_TERMINATED
+            info = ExitInfo(exit_code=info.exit_code, reason=SERVER_STOPPED, started=True)
         elif running.stop_reason is not None:
             status_reason = running.stop_reason
         elif running.timed_out:
@@ -718,9 +726,7 @@ class JobEngine:
         pid = job.current.pid if job.current else None
         if pid:
             _kill_orphan(pid, job.id)
-        attempt = t.finish_attempt(
-            job, now, None, "The OpenBatch server stopped while this attempt was running", HOST_TERMINATED
-        )
+        attempt = t.finish_attempt(job, now, None, SERVER_STOPPED, HOST_TERMINATED)
         if t.should_retry(job.spec.retry, len(job.attempts), attempt):
             self._set(job, lambda j: t.retry(j, now))
             self._enqueue(job)
