@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for the whole module; tests create uniquely named resources."""
-    proc = ServerProcess(tmp_path_factory.mktemp("server"), extra_args=("--kill-grace-seconds", "2")).start()
+    # No GPUs, whatever the test machine has: GPU behaviour is tested with a fixed set.
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("server"), extra_args=("--kill-grace-seconds", "2"), env={"OPENBATCH_GPUS": ""}
+    ).start()
     try:
         yield proc
     finally:
