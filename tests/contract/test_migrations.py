@@ -22,7 +22,7 @@ def old_store(request: pytest.FixtureRequest, tmp_path: Path) -> SqlStore:
 def test_job_specs_move_out_of_the_body(old_store: SqlStore) -> None:
     # Given a store at revision 0001, where a job's spec lived inside its body
     old_store.migrate("0001")
-    spec = {"job_name": "old", "array_size": None}
+    spec = {"job_name": "old", "array_size": None, "definition_arn": "arn:aws:batch:us-east-1:1:job-definition/jd:3"}
     with old_store.engine.begin() as conn:
         conn.execute(
             text(
@@ -37,4 +37,5 @@ def test_job_specs_move_out_of_the_body(old_store: SqlStore) -> None:
     (record,) = old_store.get_jobs(["j1"])
     assert record.spec == spec
     assert record.body == {"attempts": []}
+    assert (record.definition_name, record.definition_revision) == ("jd", 3)
     old_store.close()

@@ -327,3 +327,30 @@ def test_raising_max_vcpus_takes_effect_without_restart(batch: BatchClient) -> N
     ce = batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["computeEnvironmentOrder"][0]
     batch.update_compute_environment(computeEnvironment=ce["computeEnvironment"], computeResources={"maxvCpus": 4})
     assert wait_for_status(batch, job_id, DONE)["status"] == "SUCCEEDED"
+
+
+def test_list_jobs_by_job_definition(batch: BatchClient, queue: str) -> None:
+    first = shell_definition(batch, "true")
+    name = first.split(":")[0]
+    second_revision = batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        containerProperties={
+            "image": "x",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}],
+        },
+    )
+    a, b = submit(batch, queue, first), submit(batch, queue, second_revision["jobDefinitionArn"])
+    for job_id in (a, b):
+        wait_for_status(batch, job_id, DONE)
+
+    def listed(value: str) -> set[str]:
+        page = batch.list_jobs(jobQueue=queue, filters=[{"name": "JOB_DEFINITION", "values": [value]}])
+        return {j["jobId"] for j in page["jobSummaryList"]}
+
+    assert listed(name) == {a, b}
+    assert listed(first) == {a}
+    assert listed(second_revision["jobDefinitionArn"]) == {b}
+    assert listed(name[:5] + "*") >= {a, b}
+    assert listed(name.upper()) == set()  # job definition names compare case-sensitively

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from openbatch.api import schemas as s
-from openbatch.domain.arns import ResourceType
+from openbatch.domain.arns import ResourceType, is_arn
 from openbatch.domain.errors import ValidationError
 from openbatch.domain.job import Job, JobSpec
 from openbatch.domain.states import JobStatus
@@ -163,7 +163,7 @@ class JobService:
             elif name == "SHARE_IDENTIFIER":
                 fields["share_identifier"] = value
             elif name == "JOB_DEFINITION":
-                raise ValidationError("The JOB_DEFINITION filter is not supported yet; filter by JOB_NAME")
+                fields.update(_definition_filter(value))
             else:
                 raise ValidationError(
                     f"Unknown filter {name!r}: use JOB_NAME, BEFORE_CREATED_AT, AFTER_CREATED_AT or SHARE_IDENTIFIER"
@@ -273,3 +273,13 @@ def _list_cursor(position: Any) -> tuple[int, str]:
     if isinstance(key, bool) or not isinstance(key, int) or not isinstance(job_id, str):
         raise ValueError(position)
     return key, job_id
+
+
+def _definition_filter(value: str) -> dict[str, Any]:
+    """AWS's JOB_DEFINITION filter: a name (any revision), ``name*`` (prefix), or ``name:rev``/ARN (exact)."""
+    if value.endswith("*"):
+        if is_arn(value):
+            raise ValidationError("A JOB_DEFINITION filter with a full ARN cannot use '*'")
+        return {"definition_prefix": value[:-1]}
+    name, revision = jds.parse_reference(value)
+    return {"definition_name": name, "definition_revision": revision}

@@ -44,6 +44,9 @@ class JobRecord:
     created_at: int
     body: Body
     """The job's state: changes with every transition."""
+    definition_name: str | None = None
+    definition_revision: int | None = None
+    """The job definition it runs; written once, like ``spec`` (ListJobs' JOB_DEFINITION filter)."""
     spec: Body | None = None
     """What was submitted: written once by ``insert_jobs`` and never updated (``None`` for array children,
     which share their parent's, and in records passed to ``save_jobs``)."""
@@ -63,6 +66,10 @@ class JobQuery:
     created_before: int | None = None
     created_after: int | None = None
     share_identifier: str | None = None
+    definition_name: str | None = None
+    definition_prefix: str | None = None
+    """Case-sensitive prefix of the job definition name."""
+    definition_revision: int | None = None
 
 
 class Store(Protocol):

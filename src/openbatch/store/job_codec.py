@@ -90,7 +90,14 @@ def to_record(job: Job, *, with_spec: bool = False) -> JobRecord:
         created_at=job.created_at,
         body={k: v for k, v in body.items() if v is not None},
         spec=spec_to_body(job.spec) if with_spec and job.array_index is None else None,
+        definition_name=job.spec.definition_name if with_spec else None,
+        definition_revision=_revision_of(job.spec.definition_arn) if with_spec else None,
     )
+
+
+def _revision_of(definition_arn: str) -> int | None:
+    revision = definition_arn.rsplit(":", 1)[-1]
+    return int(revision) if revision.isdigit() else None
 
 
 def from_record(record: JobRecord, parent_spec: JobSpec | None = None) -> Job:

@@ -294,6 +294,14 @@ class SqlStore:
             stmt = stmt.where(jobs.c.created_at > query.created_after)
         if query.share_identifier is not None:
             stmt = stmt.where(jobs.c.share_identifier == query.share_identifier)
+        if query.definition_name is not None:
+            stmt = stmt.where(jobs.c.definition_name == query.definition_name)
+        if query.definition_prefix is not None:
+            # substr, not LIKE: job definition names compare case-sensitively, and LIKE does not on SQLite.
+            prefix = query.definition_prefix
+            stmt = stmt.where(func.substr(jobs.c.definition_name, 1, len(prefix)) == prefix)
+        if query.definition_revision is not None:
+            stmt = stmt.where(jobs.c.definition_revision == query.definition_revision)
         if query.parent_id is not None:
             if after is not None:
                 stmt = stmt.where(jobs.c.array_index > after[0])
@@ -362,6 +370,8 @@ def _job(m: Any) -> JobRecord:
         created_at=m["created_at"],
         body=_loads(m["body"]),
         spec=_loads(m["spec"]) if m["spec"] is not None else None,
+        definition_name=m["definition_name"],
+        definition_revision=m["definition_revision"],
     )
 
 
@@ -377,4 +387,6 @@ def _job_row(r: JobRecord) -> dict[str, Any]:
         "created_at": r.created_at,
         "body": _dumps(r.body),
         "spec": _dumps(r.spec) if r.spec is not None else None,
+        "definition_name": r.definition_name,
+        "definition_revision": r.definition_revision,
     }

@@ -42,6 +42,8 @@ jobs = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("body", Text, nullable=False),
     Column("spec", Text, nullable=True),
+    Column("definition_name", String(128), nullable=True),
+    Column("definition_revision", Integer, nullable=True),
     Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
     Index("ix_jobs_queue_created", "queue", "created_at"),
     Index("ix_jobs_parent_index", "parent_id", "array_index"),
