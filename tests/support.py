@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
-import httpx
 import pytest
 from botocore.exceptions import ClientError
+
+from openbatch.cli.background import free_port, launch_server
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -56,37 +50,9 @@ class ServerProcess:
         return self.data_dir / "server.log"
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        cmd = [
-            sys.executable,
-            "-m",
-            "openbatch.cli.main",
-            "server",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            "--log-level",
-            "warning",
-            *self.extra_args,
-        ]
-        if self.database_url:
-            cmd += ["--database-url", self.database_url]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **self.env}
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server did not become healthy:\n{self.log_path.read_text()}")
+        extra = [*self.extra_args, *(["--database-url", self.database_url] if self.database_url else [])]
+        self.process = launch_server(self.data_dir, self.port, extra_args=extra, env=self.env, timeout=timeout)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -8,21 +8,19 @@ AWS Batch API with boto3, exactly as against AWS.
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from openbatch.cli import client
+from openbatch.cli.background import free_port, launch_server
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -54,42 +52,6 @@ STEPS: list[tuple[str, str]] = [
         ),
     ),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    log = (data_dir / "server.log").open("ab")
-    cmd = [
-        sys.executable,
-        "-m",
-        "openbatch.cli.main",
-        "server",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(data_dir),
-        "--log-level",
-        "warning",
-    ]
-    with log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited; see {data_dir / 'server.log'}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the server did not start within 60 s")
 
 
 def _register(batch: BatchClient, out: Path) -> dict[str, str]:
@@ -175,9 +137,9 @@ def demo(
     root.mkdir(parents=True, exist_ok=True)
     out = root / "pipeline"
     out.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     console.print(f"[bold]Starting OpenBatch[/] on http://127.0.0.1:{port} (data in {root})")
-    server = _start_server(root, port)
+    server = launch_server(root, port)
     try:
         batch = client.batch(f"http://127.0.0.1:{port}")
         definitions = _register(batch, out)
