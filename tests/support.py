@@ -92,15 +92,6 @@ def batch_client(url: str) -> BatchClient:
 
 
 @contextmanager
-def running_server(data_dir: Path, **kwargs: Any) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir, **kwargs).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@contextmanager
 def client_exception(*fragments: str) -> Iterator[None]:
     """Expect HTTP 400 ``ClientException`` whose message mentions every fragment (case-insensitive)."""
     with pytest.raises(ClientError) as info:

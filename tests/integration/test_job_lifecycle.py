@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,7 +299,6 @@ def test_start_order_follows_submission_in_a_fifo_queue(batch: BatchClient, tmp_
     for job_id in ids:
         wait_for_status(batch, job_id, DONE)
     assert out.read_text().split() == ids
-    time.sleep(0)
 
 
 def test_deleting_a_queue_terminates_its_jobs(batch: BatchClient) -> None:

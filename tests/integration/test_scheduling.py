@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
@@ -44,17 +45,18 @@ def test_disabled_queue_and_compute_environment_reasons(batch: BatchClient) -> N
     job = submit(batch, disabled_ce, definition)
     wait_for(lambda: "DISABLED" in reason(batch, job))
     assert "compute environment" in reason(batch, job)
+    # A disabled queue refuses new jobs but keeps those it has: submit while the CE is disabled, then
+    # disable the queue; its reason must win over the compute environment's.
     queue = make_queue(batch)
-    batch.update_job_queue(jobQueue=queue, state="DISABLED")
-    # A disabled queue refuses new jobs but keeps those it has: re-enable, submit, disable.
-    batch.update_job_queue(jobQueue=queue, state="ENABLED")
     ce = batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["computeEnvironmentOrder"][0]
     batch.update_compute_environment(computeEnvironment=ce["computeEnvironment"], state="DISABLED")
     queued = submit(batch, queue, definition)
     batch.update_job_queue(jobQueue=queue, state="DISABLED")
     wait_for(lambda: reason(batch, queued) == f"JobQueue {queue} is DISABLED")
     batch.update_compute_environment(computeEnvironment=ce["computeEnvironment"], state="ENABLED")
+    time.sleep(0.3)  # several scheduling cycles: the job must stay put, for the queue's reason
     assert reason(batch, queued) == f"JobQueue {queue} is DISABLED"
+    assert batch.describe_jobs(jobs=[queued])["jobs"][0]["status"] == "RUNNABLE"
     batch.update_job_queue(jobQueue=queue, state="ENABLED")
     assert wait_for_status(batch, queued, DONE)["status"] == "SUCCEEDED"
     batch.cancel_job(jobId=job, reason="cleanup")

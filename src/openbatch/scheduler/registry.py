@@ -20,8 +20,6 @@ class Registry:
         self.compute_environments: dict[str, ComputeEnvironment] = {}
         self.policies: dict[str, SchedulingPolicy] = {}
         self.queues_by_priority: list[JobQueue] = []
-        self.generation = 0
-        """Bumped on every refresh so caches keyed on resources can tell they are stale."""
 
     def refresh(self) -> None:
         store = self._store
@@ -36,7 +34,6 @@ class Registry:
         }
         # Higher priority first; ties broken by name so the order is stable.
         self.queues_by_priority = sorted(self.queues.values(), key=lambda q: (-q.priority, q.name))
-        self.generation += 1
 
     def policy_of(self, queue: JobQueue) -> SchedulingPolicy | None:
         if queue.scheduling_policy_arn is None:
