@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 S = JobStatus
 TASK_FAILED_TO_START = "Task failed to start"
 HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+_POSITION_LIMIT = 10_000
+"""Queue positions are counted this far; a job further back is reported as behind 10,000+."""
 SERVER_STOPPED = "The OpenBatch server stopped while this attempt was running"
 
 
@@ -493,7 +495,17 @@ class JobEngine:
         self._timer = None
         self.wake()
 
-    def waiting_reason(self, job: Job) -> str | None:
+    def waiting_reasons(self) -> Callable[[Job], str | None]:
+        """A reason lookup for one request: FIFO positions are counted once per queue, not once per job,
+        so listing 1,000 RUNNABLE jobs of a 10,000-job queue walks the queue once."""
+        positions: dict[str, dict[str, int]] = {}
+
+        def reason(job: Job) -> str | None:
+            return self._waiting_reason(job, positions)
+
+        return reason
+
+    def _waiting_reason(self, job: Job, positions: dict[str, dict[str, int]]) -> str | None:
         """A current, specific reason for a RUNNABLE job (the head's is set by dispatch)."""
         if job.status is not S.RUNNABLE:
             return job.status_reason
@@ -506,10 +518,12 @@ class JobEngine:
             return waiting.position_reason(job) or job.status_reason
         if not isinstance(waiting, FifoQueue):
             return job.status_reason
-        ahead = waiting.jobs_ahead(job, limit=10_000)
-        text = (
-            f"Waiting behind {ahead:,}{'+' if ahead >= 10_000 else ''} job(s) ahead of it in job queue {job.spec.queue}"
-        )
+        table = positions.get(job.spec.queue)
+        if table is None:
+            table = positions[job.spec.queue] = waiting.positions(limit=_POSITION_LIMIT)
+        ahead = table.get(job.id, _POSITION_LIMIT)
+        more = "+" if ahead >= _POSITION_LIMIT else ""
+        text = f"Waiting behind {ahead:,}{more} job(s) ahead of it in job queue {job.spec.queue}"
         blocked = self.blocked.get(job.spec.queue)
         if blocked:
             text += f"; the first one waits: {blocked}"

@@ -61,12 +61,9 @@ class FifoQueue:
     def pop(self) -> Job:
         return self._jobs.popitem(last=False)[1]
 
-    def jobs_ahead(self, job: Job, limit: int) -> int:
-        """How many jobs would be dispatched before ``job`` (counting stops at ``limit``)."""
-        for position, job_id in enumerate(self._jobs):
-            if job_id == job.id or position >= limit:
-                return position
-        return min(len(self._jobs), limit)
+    def positions(self, limit: int) -> dict[str, int]:
+        """Job id → how many jobs would be dispatched before it, for the first ``limit`` jobs."""
+        return {job_id: position for position, job_id in zip(range(limit), self._jobs, strict=False)}
 
     def __len__(self) -> int:
         return len(self._jobs)

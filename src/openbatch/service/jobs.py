@@ -41,7 +41,7 @@ class JobService:
 
     def renderer(self, caller: Caller) -> JobRenderer:
         queue_arns = {q.name: q.arn for q in self.engine.registry.queues.values()}
-        return JobRenderer(caller.arns, queue_arns, self.engine.waiting_reason)
+        return JobRenderer(caller.arns, queue_arns, self.engine.waiting_reasons())
 
     # --- SubmitJob ---------------------------------------------------------------------
 
