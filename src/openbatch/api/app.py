@@ -76,7 +76,7 @@ def create_app(
 
     def _tags(services: Services, caller: Any, request: Request, route: str, body: bytes) -> Response:
         arn = unquote(route[len(_TAGS_PREFIX) :])
-        jobs = getattr(services, "job_tags", None)
+        jobs = services.job_tags
         try:
             _check_json(arn)
             if request.method == "GET":

@@ -16,6 +16,7 @@ from openbatch.service import job_definitions as jds
 from openbatch.service import job_queues as jqs
 from openbatch.service import scheduling_policies as sps
 from openbatch.service.context import Caller, ServiceContext
+from openbatch.service.tagging import JobTags
 
 Reply = dict[str, Any] | Awaitable[dict[str, Any]]
 """What a use case returns: the response, or an awaitable of it (SubmitJob waits for its commit)."""
@@ -26,6 +27,9 @@ class Services(Protocol):
 
     @property
     def ctx(self) -> ServiceContext: ...
+
+    @property
+    def job_tags(self) -> JobTags: ...
 
     def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         """Dispatch a job operation (SubmitJob, DescribeJobs, ...) to the job service."""

@@ -21,15 +21,13 @@ class JobTags(Protocol):
 
 
 def _edit(
-    ctx: ServiceContext, jobs: JobTags | None, arn: str, change: Callable[[dict[str, str]], dict[str, str]]
+    ctx: ServiceContext, jobs: JobTags, arn: str, change: Callable[[dict[str, str]], dict[str, str]]
 ) -> dict[str, str]:
     parsed = parse_arn(arn)
     kind, ident = parsed.resource_type, parsed.resource_id
     if kind is ResourceType.JOB:
         if ":" in ident or "#" in ident:
             raise ValidationError("Array child jobs and multi-node parallel nodes cannot be tagged")
-        if jobs is None:
-            raise NotFound(f"Resource {arn} not found")
         before = jobs.get_tags(ident)
         after = change(dict(before))
         if after != before:
@@ -55,18 +53,18 @@ def _edit(
     return after
 
 
-def tag_resource(ctx: ServiceContext, jobs: JobTags | None, arn: str, tags: dict[str, str]) -> dict[str, Any]:
+def tag_resource(ctx: ServiceContext, jobs: JobTags, arn: str, tags: dict[str, str]) -> dict[str, Any]:
     check_tags(tags)
     _edit(ctx, jobs, arn, lambda current: {**current, **tags})
     return {}
 
 
-def untag_resource(ctx: ServiceContext, jobs: JobTags | None, arn: str, keys: list[str]) -> dict[str, Any]:
+def untag_resource(ctx: ServiceContext, jobs: JobTags, arn: str, keys: list[str]) -> dict[str, Any]:
     if not keys:
         raise ValidationError("tagKeys must list at least one key")
     _edit(ctx, jobs, arn, lambda current: {k: v for k, v in current.items() if k not in keys})
     return {}
 
 
-def list_tags(ctx: ServiceContext, jobs: JobTags | None, arn: str) -> dict[str, Any]:
+def list_tags(ctx: ServiceContext, jobs: JobTags, arn: str) -> dict[str, Any]:
     return {"tags": _edit(ctx, jobs, arn, lambda current: current)}
