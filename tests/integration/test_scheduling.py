@@ -96,19 +96,25 @@ def test_job_state_time_limit_action_cancels_stuck_head(batch: BatchClient) -> N
     assert wait_for_status(batch, behind, DONE)["status"] == "SUCCEEDED"
 
 
-def test_higher_priority_queue_is_served_first(batch: BatchClient) -> None:
+def queues_sharing_one_vcpu(batch: BatchClient, *priorities: int) -> tuple[list[str], str]:
+    """Queues with these priorities on one 1-vCPU compute environment, already busy with a 1 s job
+    (so what is submitted next waits); returns the queue names and a short job definition."""
     ce = unique("ce")
     batch.create_compute_environment(
         computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
     )
-    low, high = unique("low"), unique("high")
-    for name, priority in ((low, 1), (high, 100)):
+    names = [unique("q") for _ in priorities]
+    for name, priority in zip(names, priorities, strict=True):
         batch.create_job_queue(
             jobQueueName=name, priority=priority, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
         )
-    blocker = submit(batch, low, shell_definition(batch, "sleep 1"))
+    blocker = submit(batch, names[0], shell_definition(batch, "sleep 1"))
     wait_for_status(batch, blocker, ["RUNNING"])
-    definition = shell_definition(batch, "sleep 0.05")
+    return names, shell_definition(batch, "sleep 0.05")
+
+
+def test_higher_priority_queue_is_served_first(batch: BatchClient) -> None:
+    (low, high), definition = queues_sharing_one_vcpu(batch, 1, 100)
     lows = [submit(batch, low, definition) for _ in range(3)]
     highs = [submit(batch, high, definition) for _ in range(3)]
     jobs = {j: wait_for_status(batch, j, DONE) for j in [*lows, *highs]}
@@ -160,18 +166,7 @@ def test_queue_snapshot_lists_front_of_queue(batch: BatchClient) -> None:
 
 
 def test_priority_change_takes_effect_on_the_next_decision(batch: BatchClient) -> None:
-    ce = unique("ce")
-    batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
-    )
-    first, second = unique("first"), unique("second")
-    for name, priority in ((first, 100), (second, 1)):
-        batch.create_job_queue(
-            jobQueueName=name, priority=priority, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
-        )
-    blocker = submit(batch, first, shell_definition(batch, "sleep 1"))
-    wait_for_status(batch, blocker, ["RUNNING"])
-    definition = shell_definition(batch, "sleep 0.05")
+    (first, second), definition = queues_sharing_one_vcpu(batch, 100, 1)
     from_first = [submit(batch, first, definition) for _ in range(2)]
     from_second = [submit(batch, second, definition) for _ in range(2)]
     # Swap the priorities while everything waits: the second queue must now be served first.
