@@ -274,11 +274,9 @@ class JobEngine:
                 if dependent is None or dependent.status in TERMINAL:
                     continue
                 if done.status is S.FAILED:
-                    if dependent.status in (S.SUBMITTED, S.PENDING):
-                        self._set(dependent, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
-                        work.append(dependent)
-                    else:
-                        self._dep_failed.add(dependent.id)
+                    # A job with an unfinished dependency is always SUBMITTED or PENDING.
+                    self._set(dependent, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+                    work.append(dependent)
                     continue
                 left = self._unmet.get(dependent_id, 1) - 1
                 if left > 0:

@@ -33,7 +33,8 @@ class RunnableQueue(Protocol):
     def __len__(self) -> int: ...
 
     def __iter__(self) -> Iterator[Job]:
-        """Every waiting job in dispatch order (for snapshots; may be O(n))."""
+        """Every waiting job in dispatch order (for snapshots; may be O(n)). Do not change the queue
+        while iterating."""
         ...
 
 
@@ -69,4 +70,5 @@ class FifoQueue:
         return len(self._jobs)
 
     def __iter__(self) -> Iterator[Job]:
-        return iter(list(self._jobs.values()))
+        # No copy: GetJobQueueSnapshot reads only the first 100 of what may be 10,000 jobs.
+        return iter(self._jobs.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable
+from itertools import islice
 from typing import Any
 
 from openbatch.api import schemas as s
@@ -227,11 +228,10 @@ class JobService:
         waiting = self.engine.runnable.get(name)
         render = self.renderer(caller)
         now = self.ctx.clock.now_ms()
-        jobs = []
-        for position, job in enumerate(waiting or []):
-            if position >= 100:
-                break
-            jobs.append({"jobArn": render.job_arn(job.id), "earliestTimeAtPosition": job.runnable_since or now})
+        jobs = [
+            {"jobArn": render.job_arn(job.id), "earliestTimeAtPosition": job.runnable_since or now}
+            for job in islice(waiting or (), 100)
+        ]
         total, shares, active = self.engine.queue_utilization(name)
         utilization: dict[str, Any] = {
             "totalCapacityUsage": [{"capacityUnit": "VCPU", "quantity": total}],
