@@ -79,7 +79,7 @@ class Store(Protocol):
     method accepted survives a crash of the process right after it returns.
     """
 
-    def migrate(self, revision: str = "head") -> None:
+    def migrate(self, revision: str = "heads") -> None:
         """Bring the schema to ``revision``, the newest by default (idempotent)."""
         ...
 

@@ -108,7 +108,9 @@ class SqlStore:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def migrate(self, revision: str = "head") -> None:
+    def migrate(self, revision: str = "heads") -> None:
+        # "heads": capabilities (workflows, events, …) keep their tables on branches of their own,
+        # each starting from 0003, so they can evolve independently; start-up applies all of them.
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
