@@ -1,0 +1,1 @@
+"""Events: EventBridge-compatible rules, SNS-compatible topics and their delivery."""
