@@ -18,6 +18,7 @@ from openbatch.scheduler.engine import JobEngine
 from openbatch.scheduler.registry import Registry
 from openbatch.service import compute_environments as ces
 from openbatch.service import job_queues as jqs
+from openbatch.service.consumable_resources import ConsumableUsage, NoUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.jobs import JobService
 from openbatch.store.sql import SqlStore
@@ -39,6 +40,7 @@ class Runtime:
         self.registry = Registry(self.store, self.ctx.host_vcpus)
         self.log_store = LogStore(settings.logs_dir)
         self._jobs: JobService | None = None
+        self._consumable_usage: ConsumableUsage = NoUsage()
 
     @property
     def jobs(self) -> JobService:
@@ -49,6 +51,10 @@ class Runtime:
     @property
     def job_tags(self) -> JobService:
         return self.jobs
+
+    @property
+    def consumable_usage(self) -> ConsumableUsage:
+        return self._consumable_usage
 
     def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         return self.jobs.dispatch(name, caller, request)

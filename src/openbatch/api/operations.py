@@ -15,6 +15,7 @@ from openbatch.service import compute_environments as ces
 from openbatch.service import job_definitions as jds
 from openbatch.service import job_queues as jqs
 from openbatch.service import scheduling_policies as sps
+from openbatch.service.consumable_resources import ConsumableUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.tagging import JobTags
 
@@ -30,6 +31,11 @@ class Services(Protocol):
 
     @property
     def job_tags(self) -> JobTags: ...
+
+    @property
+    def consumable_usage(self) -> ConsumableUsage:
+        """What jobs hold of each consumable resource (the scheduler's view)."""
+        ...
 
     def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         """Dispatch a job operation (SubmitJob, DescribeJobs, ...) to the job service."""
@@ -73,6 +79,16 @@ _TABLE: list[Operation] = [
 ]
 
 OPERATIONS: dict[str, Operation] = {op.name.lower(): op for op in _TABLE}
+
+
+def _add_extra_operations() -> None:
+    from openbatch.api.operations_extra import EXTRA_OPERATIONS
+
+    for name, shape, handler in EXTRA_OPERATIONS:
+        OPERATIONS[name.lower()] = Operation(name, shape, handler)
+
+
+_add_extra_operations()
 
 
 def register_job_operations(shapes: dict[str, type[s.Shape]]) -> None:

@@ -15,6 +15,10 @@ class ResourceType(StrEnum):
     JOB_DEFINITION = "job-definition"
     JOB = "job"
     SCHEDULING_POLICY = "scheduling-policy"
+    SERVICE_ENVIRONMENT = "service-environment"
+    SERVICE_JOB = "service-job"
+    QUOTA_SHARE = "quota-share"
+    CONSUMABLE_RESOURCE = "consumable-resource"
 
 
 _ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):batch:(?P<region>[^:]*):(?P<account>\d*):(?P<rest>.+)$")

@@ -10,6 +10,7 @@ from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service import compute_environments as ces
 from openbatch.service import scheduling_policies as policies
+from openbatch.service import service_environments
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import resource_page
 
@@ -17,6 +18,8 @@ KIND = ResourceType.JOB_QUEUE.value
 HEALTHY = "JobQueue Healthy"
 MAX_COMPUTE_ENVIRONMENTS = 3
 _FARGATE = {"FARGATE", "FARGATE_SPOT"}
+SERVICE_QUEUE_TYPES = ("SAGEMAKER_TRAINING",)
+"""Queue types whose jobs are service jobs (SubmitServiceJob), ordered over service environments."""
 
 
 def resolve_name(reference: str) -> str:
@@ -71,6 +74,10 @@ def _check_time_limit_actions(actions: list[s.JobStateTimeLimitAction]) -> list[
 def create(ctx: ServiceContext, caller: Caller, req: s.CreateJobQueue) -> dict[str, Any]:
     name = check_name("Job queue", req.jobQueueName)
     check_range("priority", req.priority, 0, 1000)
+    if req.jobQueueType in SERVICE_QUEUE_TYPES:
+        return _create_service_queue(ctx, caller, req, name)
+    if req.serviceEnvironmentOrder:
+        raise ValidationError("serviceEnvironmentOrder is only valid for a job queue of type SAGEMAKER_TRAINING")
     if not req.computeEnvironmentOrder:
         raise ValidationError("computeEnvironmentOrder must list at least one compute environment")
     order = _resolve_order(ctx, req.computeEnvironmentOrder)
@@ -94,6 +101,31 @@ def create(ctx: ServiceContext, caller: Caller, req: s.CreateJobQueue) -> dict[s
     return {"jobQueueName": name, "jobQueueArn": arn}
 
 
+def _create_service_queue(ctx: ServiceContext, caller: Caller, req: s.CreateJobQueue, name: str) -> dict[str, Any]:
+    """A queue for service jobs: it orders service environments instead of compute environments."""
+    if req.computeEnvironmentOrder:
+        raise ValidationError(f"A job queue of type {req.jobQueueType} cannot list compute environments")
+    if not req.serviceEnvironmentOrder:
+        raise ValidationError(f"A job queue of type {req.jobQueueType} needs serviceEnvironmentOrder")
+    if req.schedulingPolicyArn is not None:
+        _check_policy(ctx, req.schedulingPolicyArn)
+    arn = caller.arns.build(ResourceType.JOB_QUEUE, name)
+    body = req.echo()
+    body.update(
+        jobQueueArn=arn,
+        state=req.state or "ENABLED",
+        status="VALID",
+        statusReason=HEALTHY,
+        computeEnvironmentOrder=[],
+        serviceEnvironmentOrder=service_environments.resolve_order(ctx, req.serviceEnvironmentOrder),
+        tags=check_tags(req.tags),
+        jobStateTimeLimitActions=_check_time_limit_actions(req.jobStateTimeLimitActions or []),
+    )
+    ctx.store.insert_resource(KIND, name, arn, ctx.clock.now_ms(), body)
+    ctx.resources_changed()
+    return {"jobQueueName": name, "jobQueueArn": arn}
+
+
 def update(ctx: ServiceContext, req: s.UpdateJobQueue) -> dict[str, Any]:
     body = get_body(ctx, req.jobQueue)
     if req.priority is not None:
@@ -101,8 +133,15 @@ def update(ctx: ServiceContext, req: s.UpdateJobQueue) -> dict[str, Any]:
         body["priority"] = req.priority
     if req.state is not None:
         body["state"] = req.state
+    service_queue = body.get("jobQueueType") in SERVICE_QUEUE_TYPES
     if req.computeEnvironmentOrder is not None:
+        if service_queue:
+            raise ValidationError(f"A job queue of type {body['jobQueueType']} cannot list compute environments")
         body["computeEnvironmentOrder"] = _resolve_order(ctx, req.computeEnvironmentOrder)
+    if req.serviceEnvironmentOrder is not None:
+        if not service_queue:
+            raise ValidationError("serviceEnvironmentOrder is only valid for a job queue of type SAGEMAKER_TRAINING")
+        body["serviceEnvironmentOrder"] = service_environments.resolve_order(ctx, req.serviceEnvironmentOrder)
     if req.schedulingPolicyArn is not None:
         _check_policy(ctx, req.schedulingPolicyArn)
         body["schedulingPolicyArn"] = req.schedulingPolicyArn
