@@ -1,60 +1,80 @@
-"""Append-only, file-per-stream log storage with CloudWatch Logs read semantics.
+"""Log groups and streams on the local file system, with CloudWatch Logs read semantics.
 
-Layout: ``<root>/<group>/<stream>.log`` where both names are percent-encoded
-into a flat, shell-safe file name (``/`` and ``.`` included, so no name can
-escape its directory), or replaced by a hash when the encoding would be too
-long for the file system.
+Layout under the store root: one directory per log group, holding for each
+stream its active segment ``<stream>.log`` and, once it grew past a segment,
+its sealed segments in ``<stream>.segs/`` (see :mod:`openbatch.logs.segments`
+for the record format). Group and stream names are percent-encoded into flat,
+shell-safe file names (``/`` and ``.`` included, so no name can escape its
+directory), or replaced by a hash when the encoding would be too long for the
+file system; the real name is in each segment's header. A group's settings
+(creation time, retention) live in ``<group>/.group``.
 
-Each file starts with a header line ``#openbatch-log-v1 <created_ms> <name>``
-(tab separated) and then holds one event per line::
-
-    <timestamp_ms>\\t<ingestion_ms>\\t<message>\\n
-
-The message is stored as raw UTF-8 with only ``\\`` and newline escaped
-(``\\\\`` and ``\\n``), so tabs and any other character survive untouched and
-the common case costs no escaping at all. Invalid UTF-8 written by a process
-is kept byte for byte and decoded with replacement characters on read.
-
-Pagination tokens are byte offsets of line boundaries (``f/<offset>`` and
-``b/<offset>``), so a page is found with one seek however large the file is;
-reads walk the file in fixed-size blocks and never hold more than one page of
-events in memory. Writers only ever append whole lines, and readers ignore a
-trailing line without its newline, so a reader racing a writer never sees a
-torn event.
+Everything a reader needs is on disk: a writer in another process (the per-host
+supervisor) appends whole records and seals segments with atomic renames, and
+the server reads them live, seeing appended records after each ``flush``.
+Pagination tokens are logical byte offsets of line boundaries (``f/<offset>``,
+``b/<offset>``), so a page is found with one directory listing and one segment
+read however large the stream is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import heapq
+import json
+import logging
 import os
+import shutil
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
+
+from openbatch.logs import segments as seg
+from openbatch.logs.filter_pattern import FilterPattern
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 256 * 1024 - 26
 """CloudWatch's per-event limit: 256 KiB including 26 bytes of per-event overhead."""
 MAX_LIMIT = 10_000
-"""Largest ``limit`` GetLogEvents accepts."""
+"""Largest ``limit`` GetLogEvents and FilterLogEvents accept."""
+RETENTION_DAYS = (
+    *(1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545),
+    *(731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+)
+"""The values CloudWatch Logs accepts for ``retentionInDays``."""
+TRUNCATION_MESSAGE = "[openbatch] log truncated: the job's output passed the {limit}-byte log cap; the rest was dropped"
 
 _PAGE_BYTES = 1024 * 1024
 # CloudWatch stops a page at 1 MB of messages; matching it bounds response size and memory.
-_SCAN_BUDGET = 16 * 1024 * 1024
-# A heavily filtered read stops after this many bytes and hands back a token that
-# has moved on, as CloudWatch does with empty-but-advancing pages, so no single
-# request scans a whole multi-gigabyte file.
-_BLOCK = 64 * 1024
+_SCAN_BUDGET = 32 * 1024 * 1024
+# A heavily filtered read stops after this many plain bytes and hands back a token
+# that has moved on, as CloudWatch does with empty-but-advancing pages, so no single
+# request scans a whole multi-gigabyte stream.
+_MAX_ACTIVE_READ = 64 * 1024 * 1024
+# Active segments are sealed at 1 MiB; only a pre-segment (version 1) file can be
+# larger, and a reader never loads more than this of it.
 _AUTO_FLUSH = 64 * 1024
-_MAGIC = b"#openbatch-log-v1"
 _SUFFIX = ".log"
+_SEGS_SUFFIX = ".segs"
+_GROUP_FILE = ".group"
+_SETTINGS_FILE = "settings.json"
 _MAX_FS_NAME = 200
 _SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_DAY_MS = 86_400_000
 
 
 class LogStreamNotFoundError(LookupError):
     """The log group or stream does not exist (CloudWatch's ResourceNotFoundException)."""
+
+
+class LogGroupNotFoundError(LogStreamNotFoundError):
+    """The log group does not exist (CloudWatch's ResourceNotFoundException)."""
 
 
 class InvalidTokenError(ValueError):
@@ -69,10 +89,39 @@ class LogEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class EventBatch:
+    """Events sharing one timestamp and ingestion time: how pages are built without an object per event."""
+
+    timestamp: int
+    ingestion_time: int
+    messages: list[str]
+    stream: str = ""
+
+
 class LogEventsPage:
-    events: list[LogEvent]
-    next_forward_token: str
-    next_backward_token: str
+    """A page of events, kept as batches so that a 10,000-event page costs a handful of objects."""
+
+    __slots__ = ("batches", "next_backward_token", "next_forward_token")
+
+    def __init__(self, batches: list[EventBatch], next_forward_token: str, next_backward_token: str) -> None:
+        self.batches = batches
+        self.next_forward_token = next_forward_token
+        self.next_backward_token = next_backward_token
+
+    @property
+    def events(self) -> list[LogEvent]:
+        return [LogEvent(b.timestamp, m, b.ingestion_time) for b in self.batches for m in b.messages]
+
+    def __len__(self) -> int:
+        return sum(len(b.messages) for b in self.batches)
+
+
+@dataclass(frozen=True, slots=True)
+class FilteredEventsPage:
+    batches: list[EventBatch]
+    """Matching events, oldest first across streams; each batch names its stream."""
+    next_token: str | None
+    searched_streams: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +132,17 @@ class LogStreamInfo:
     last_event_timestamp: int | None
     last_ingestion_time: int | None
     stored_bytes: int
+    """Plain (uncompressed) bytes of the stream's records."""
+    disk_bytes: int = 0
+    """Bytes the stream takes on disk, sealed segments compressed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogGroupInfo:
+    name: str
+    creation_time: int
+    retention_in_days: int | None
+    stored_bytes: int = 0
 
 
 def _now_ms() -> int:
@@ -103,180 +163,92 @@ def _fs_name(name: str) -> str:
 def _decode_fs_name(fs_name: str) -> str | None:
     if fs_name.startswith("~"):
         return None
-    try:
-        return _unpercent(fs_name)
-    except ValueError:
-        return None
-
-
-def _unpercent(fs_name: str) -> str:
     out = bytearray()
     i = 0
     n = len(fs_name)
-    while i < n:
-        ch = fs_name[i]
-        if ch == "%":
-            out.append(int(fs_name[i + 1 : i + 3], 16))
-            i += 3
-        else:
-            out += ch.encode("ascii")
-            i += 1
-    return out.decode("utf-8", "surrogatepass")
-
-
-def _escape(message: bytes) -> bytes:
-    return message.replace(b"\\", b"\\\\").replace(b"\n", b"\\n")
-
-
-def _unescape(stored: bytes) -> bytes:
-    if b"\\" not in stored:
-        return stored
-    # Every backslash in the stored form starts a two-byte escape, so splitting on
-    # the escaped backslash left to right stays aligned with the escape pairs.
-    return b"\\".join(part.replace(b"\\n", b"\n") for part in stored.split(b"\\\\"))
-
-
-def _parse_line(line: bytes) -> tuple[int, int, bytes] | None:
-    if line[:1] == b"#":
-        return None
-    parts = line.split(b"\t", 2)
-    if len(parts) != 3:
-        return None
     try:
-        return int(parts[0]), int(parts[1]), parts[2]
-    except ValueError:
+        while i < n:
+            ch = fs_name[i]
+            if ch == "%":
+                out.append(int(fs_name[i + 1 : i + 3], 16))
+                i += 3
+            else:
+                out += ch.encode("ascii")
+                i += 1
+        return out.decode("utf-8", "surrogatepass")
+    except (ValueError, UnicodeError):
         return None
 
 
-def _iter_forward(fd: int, start: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, line)`` for each complete line in ``[start, end)``."""
-    pos = start
-    buf = b""
-    line_start = start
-    while pos < end:
-        chunk = os.pread(fd, min(_BLOCK, end - pos), pos)
-        if not chunk:
-            break
-        pos += len(chunk)
-        buf = buf + chunk if buf else chunk
-        lines = buf.split(b"\n")
-        buf = lines.pop()
-        for line in lines:
-            yield line_start, line
-            line_start += len(line) + 1
+def _chop(message: bytes) -> list[bytes]:
+    """Split an over-long event at UTF-8 character boundaries, as the awslogs driver does."""
+    pieces = []
+    while len(message) > MAX_EVENT_BYTES:
+        cut = MAX_EVENT_BYTES
+        while cut > 0 and (message[cut] & 0xC0) == 0x80:
+            cut -= 1
+        pieces.append(message[:cut])
+        message = message[cut:]
+    pieces.append(message)
+    return pieces
 
 
-def _iter_backward(fd: int, end: int) -> Iterator[tuple[int, bytes]]:
-    """Yield ``(offset, line)`` for each line before ``end`` (a line boundary), last line first."""
-    pos = end
-    tail = b""
-    while pos > 0:
-        n = min(_BLOCK, pos)
-        pos -= n
-        block = os.pread(fd, n, pos) + tail
-        lines = block[:-1].split(b"\n")
-        cur = pos + len(block)
-        for line in reversed(lines[1:]):
-            cur -= len(line) + 1
-            yield cur, line
-        tail = lines[0] + b"\n"
-    if tail:
-        yield 0, tail[:-1]
-
-
-def _complete_end(fd: int, size: int) -> int:
-    """Offset just past the last newline: a trailing line still being written is not yet readable."""
-    pos = size
-    while pos > 0:
-        n = min(_BLOCK, pos)
-        pos -= n
-        i = os.pread(fd, n, pos).rfind(b"\n")
-        if i >= 0:
-            return pos + i + 1
-    return 0
-
-
-def _next_line_start(fd: int, pos: int, limit: int) -> int:
-    if pos == 0:
-        return 0
-    scan = pos - 1
-    while scan < limit:
-        block = os.pread(fd, min(_BLOCK, limit - scan), scan)
-        if not block:
-            break
-        i = block.find(b"\n")
-        if i >= 0:
-            return scan + i + 1
-        scan += len(block)
-    return limit
-
-
-def _line_timestamp(fd: int, offset: int) -> int | None:
-    head = os.pread(fd, 32, offset)
-    tab = head.find(b"\t")
-    if tab <= 0 or head[:1] == b"#":
-        return None
-    try:
-        return int(head[:tab])
-    except ValueError:
-        return None
-
-
-def _seek_time(fd: int, end: int, t: int) -> int:
-    """Offset of the first line with timestamp >= ``t``.
-
-    Binary search, so it assumes timestamps rise through the file; they do
-    unless the wall clock stepped back while the stream was written, in which
-    case a filtered read may skip some out-of-order events near the boundary.
-    """
-    lo, hi = 0, end
-    while hi - lo > _BLOCK:
-        mid = (lo + hi) // 2
-        s = _next_line_start(fd, mid, hi)
-        if s >= hi:
-            break
-        ts = _line_timestamp(fd, s)
-        if ts is None or ts < t:
-            lo = s
-        else:
-            hi = s
-    for offset, line in _iter_forward(fd, lo, hi):
-        parsed = _parse_line(line)
-        if parsed is not None and parsed[0] >= t:
-            return offset
-    return hi
-
-
-def _is_line_boundary(fd: int, offset: int) -> bool:
-    return offset == 0 or os.pread(fd, 1, offset - 1) == b"\n"
-
-
-def _in_range(ts: int, start_time: int | None, end_time: int | None) -> bool:
-    return (start_time is None or ts >= start_time) and (end_time is None or ts < end_time)
-
-
-def _make_event(ts: int, ingested: int, stored: bytes) -> LogEvent:
-    return LogEvent(ts, _unescape(stored).decode("utf-8", "replace"), ingested)
+def _encode_records(timestamp_ms: int, ingestion_ms: int, messages: list[bytes]) -> list[tuple[bytes, int]]:
+    """Records (bytes, payload size) for one batch of events sharing a timestamp."""
+    joined = b"\n".join(messages)
+    if (
+        len(joined) <= seg.RECORD_BYTES
+        and b"\\" not in joined
+        and joined[:1] != b"@"
+        and b"\n@" not in joined
+        and joined.count(b"\n") == len(messages) - 1
+    ):
+        # The common case (short lines split from a pipe read) needs no escaping.
+        payloads = [(joined + b"\n", len(messages))]
+    else:
+        if len(joined) > MAX_EVENT_BYTES and max(map(len, messages)) > MAX_EVENT_BYTES:
+            messages = [piece for m in messages for piece in _chop(m)]
+        payloads = []
+        chunk: list[bytes] = []
+        size = 0
+        for message in messages:
+            stored = seg.escape(message)
+            if chunk and size + len(stored) + 1 > seg.RECORD_BYTES:
+                payloads.append((b"\n".join(chunk) + b"\n", len(chunk)))
+                chunk, size = [], 0
+            chunk.append(stored)
+            size += len(stored) + 1
+        if chunk:
+            payloads.append((b"\n".join(chunk) + b"\n", len(chunk)))
+    delta = ingestion_ms - timestamp_ms
+    return [(b"@%d\t%d\t%d\t%d\n" % (timestamp_ms, delta, n, len(p)) + p, len(p)) for p, n in payloads]
 
 
 class LogWriter:
-    """Appends events to one stream.
+    """Appends events to one stream; one writer per stream at a time.
 
-    Events are buffered in memory and appended with a single ``write`` on
-    :meth:`flush` (and automatically once 64 KiB are pending), so callers that
-    batch (the executor flushes after every chunk it reads from a pipe) pay one
-    system call per batch. The file descriptor is opened on the first flush
-    that has data, which keeps writers for silent processes free.
+    Events are buffered and appended with a single ``write`` on :meth:`flush`
+    (and automatically once 64 KiB are pending), so callers that batch (the
+    executor flushes after every chunk it reads from a pipe) pay one system
+    call per batch. The file descriptor is opened on the first flush that has
+    data, which keeps writers for silent processes free. When the active
+    segment passes 1 MiB the writer seals it (compresses it into the stream's
+    ``.segs`` directory) and starts the next one.
     """
 
-    __slots__ = ("_buf", "_closed", "_fd", "_path", "_pending")
+    __slots__ = ("_buf", "_cap", "_closed", "_fd", "_path", "_pending", "_segs_dir", "_size", "_truncated", "_written")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_bytes: int | None = None) -> None:
         self._path = path
+        self._segs_dir = path.with_name(path.name[: -len(_SUFFIX)] + _SEGS_SUFFIX)
         self._fd: int | None = None
+        self._size = 0
         self._buf: list[bytes] = []
         self._pending = 0
         self._closed = False
+        self._cap = max_bytes
+        self._written: int | None = None
+        self._truncated = False
 
     @property
     def path(self) -> Path:
@@ -290,16 +262,43 @@ class LogWriter:
         """Queue several UTF-8 encoded events sharing one timestamp (the executor's fast path)."""
         if self._closed:
             raise ValueError("write to a closed LogWriter")
-        prefix = b"%d\t%d\t" % (timestamp_ms, _now_ms())
-        buf = self._buf
-        pending = self._pending
-        for message in messages:
-            record = prefix + message.replace(b"\\", b"\\\\").replace(b"\n", b"\\n") + b"\n"
-            buf.append(record)
-            pending += len(record)
-        self._pending = pending
-        if pending >= _AUTO_FLUSH:
+        if self._truncated:
+            return
+        batch = messages if isinstance(messages, list) else list(messages)
+        if not batch:
+            return
+        records = _encode_records(timestamp_ms, _now_ms(), batch)
+        if self._cap is not None:
+            records = self._apply_cap(timestamp_ms, batch, records)
+        for record, _ in records:
+            self._buf.append(record)
+            self._pending += len(record)
+        if self._pending >= _AUTO_FLUSH:
             self.flush()
+
+    def _apply_cap(
+        self, timestamp_ms: int, batch: list[bytes], records: list[tuple[bytes, int]]
+    ) -> list[tuple[bytes, int]]:
+        assert self._cap is not None
+        if self._written is None:
+            # A stream reopened (a new writer after a restart) counts what it already holds.
+            self._written = _logical_size(self._path)
+        incoming = sum(size for _, size in records)
+        if self._written + incoming <= self._cap:
+            self._written += incoming
+            return records
+        kept: list[bytes] = []
+        room = self._cap - self._written
+        for message in batch:
+            if len(message) + 1 > room:
+                break
+            kept.append(message)
+            room -= len(message) + 1
+        self._truncated = True
+        marker = TRUNCATION_MESSAGE.format(limit=self._cap).encode()
+        now = _now_ms()
+        out = _encode_records(timestamp_ms, now, kept) if kept else []
+        return out + _encode_records(timestamp_ms, now, [marker])
 
     def flush(self) -> None:
         if not self._buf:
@@ -308,11 +307,56 @@ class LogWriter:
         self._buf.clear()
         self._pending = 0
         if self._fd is None:
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o644)
+            self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o644)
+            self._size = os.fstat(self._fd).st_size
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
+        self._size += len(data)
+        if self._size >= seg.SEGMENT_BYTES:
+            self._seal()
+
+    def _seal(self) -> None:
+        """Compress the active segment into ``.segs`` and start the next one.
+
+        Order matters for readers in other processes: the sealed copy exists
+        before the active file is replaced, so every offset below the new
+        active segment's base is always found in one or the other.
+        """
+        assert self._fd is not None
+        data = os.pread(self._fd, self._size, 0)
+        header = seg.parse_header(data)
+        if header is None:
+            return
+        end = seg.readable_end(data, header.length)
+        runs = seg.parse_runs(data, header.length, end)
+        info = seg.SealedInfo(
+            base=header.base,
+            length=end,
+            first_timestamp=runs[0].timestamp if runs else None,
+            last_timestamp=max(r.timestamp for r in runs) if runs else None,
+            last_ingestion_time=max(r.ingestion_time for r in runs) if runs else None,
+            count=sum(r.events for r in runs),
+            file_name="",
+        )
+        self._segs_dir.mkdir(exist_ok=True)
+        target = self._segs_dir / seg.sealed_name(info)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_bytes(seg.compress(data[:end]))
+        os.replace(tmp, target)
+        fresh = seg.header_line(header.created, header.name, header.base + end) + data[end:]
+        tmp_active = self._path.with_name(self._path.name + ".tmp")
+        fd = os.open(tmp_active, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC | _O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, fresh)
+            os.replace(tmp_active, self._path)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd = fd
+        self._size = len(fresh)
 
     def close(self) -> None:
         if self._closed:
@@ -337,20 +381,138 @@ class LogWriter:
         self.close()
 
 
+def _logical_size(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError:
+        return 0
+    header = seg.parse_header(head)
+    return size + (header.base if header else 0)
+
+
+@dataclass(slots=True)
+class _Segment:
+    base: int
+    length: int
+    data_start: int
+    sealed: seg.SealedInfo | None
+    path: Path
+    _buf: bytes | None = None
+
+    @property
+    def end(self) -> int:
+        return self.base + self.length
+
+    def buffer(self) -> bytes:
+        if self._buf is None:
+            assert self.sealed is not None
+            self._buf = seg.decompress(self.path.read_bytes(), self.sealed.length)
+        return self._buf
+
+
+@dataclass(slots=True)
+class _StreamView:
+    """A consistent snapshot of one stream: its sealed segments then its active one."""
+
+    name: str
+    created: int
+    segments: list[_Segment]
+    disk_bytes: int
+    retention_cutoff: int | None = None
+    _cache: dict[int, list[seg.Run]] = field(default_factory=dict)
+
+    @property
+    def end(self) -> int:
+        return self.segments[-1].end
+
+    def locate(self, offset: int) -> int:
+        """Index of the segment holding ``offset`` (the last one for the end of the stream)."""
+        lo, hi = 0, len(self.segments) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.segments[mid].base <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def runs(self, index: int, start: int | None = None) -> list[seg.Run]:
+        """The runs of segment ``index`` (from the record holding logical offset ``start``, if given)."""
+        segment = self.segments[index]
+        buf = segment.buffer()
+        if start is None:
+            cached = self._cache.get(index)
+            if cached is None:
+                cached = self._cache[index] = seg.parse_runs(buf, segment.data_start, segment.length)
+            return cached
+        rel = start - segment.base
+        return seg.parse_runs(buf, seg.record_start(buf, segment.data_start, rel), segment.length)
+
+    def is_boundary(self, offset: int) -> bool:
+        if offset < 0 or offset > self.end:
+            return False
+        segment = self.segments[self.locate(offset)]
+        rel = offset - segment.base
+        return rel == 0 or rel == segment.length or segment.buffer()[rel - 1 : rel] == b"\n"
+
+    def time_index(self, timestamp: int) -> int:
+        """First segment that may hold events at or after ``timestamp`` (sealed index entries)."""
+        for i, segment in enumerate(self.segments):
+            last = segment.sealed.last_timestamp if segment.sealed else None
+            if segment.sealed is None or (last is not None and last >= timestamp):
+                return i
+        return len(self.segments) - 1
+
+
+def _read_group_meta(group_dir: Path) -> dict[str, object]:
+    try:
+        value = json.loads((group_dir / _GROUP_FILE).read_bytes())
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 class LogStore:
     """Log groups and streams on the local file system.
 
     All methods are synchronous and keep no per-stream state, so readers may
-    run in worker threads while writers append from the event loop.
+    run in worker threads (or other processes) while writers append.
+
+    ``max_stream_bytes`` caps each stream (one job attempt): output past it is
+    dropped after a marker event. Given explicitly, it is saved in the store
+    root so that writers in other processes (``LogStore(root)``) apply it too.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, max_stream_bytes: int | None = None) -> None:
         self._root = Path(root)
         self._made_groups: set[str] = set()
+        if max_stream_bytes is not None:
+            if max_stream_bytes < 1024:
+                raise ValueError("the log cap must be at least 1024 bytes")
+            self._root.mkdir(parents=True, exist_ok=True)
+            tmp = self._root / (_SETTINGS_FILE + ".tmp")
+            tmp.write_text(json.dumps({"maxStreamBytes": max_stream_bytes}))
+            os.replace(tmp, self._root / _SETTINGS_FILE)
+            self._cap: int | None = max_stream_bytes
+        else:
+            self._cap = self._saved_cap()
+
+    def _saved_cap(self) -> int | None:
+        try:
+            value = json.loads((self._root / _SETTINGS_FILE).read_bytes()).get("maxStreamBytes")
+        except (FileNotFoundError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, int) else None
 
     @property
     def root(self) -> Path:
         return self._root
+
+    @property
+    def max_stream_bytes(self) -> int | None:
+        return self._cap
 
     def _group_dir(self, group: str) -> Path:
         return self._root / _fs_name(group)
@@ -358,32 +520,158 @@ class LogStore:
     def _stream_path(self, group: str, stream: str) -> Path:
         return self._group_dir(group) / (_fs_name(stream) + _SUFFIX)
 
-    def open_writer(self, group: str, stream: str) -> LogWriter:
-        """Create the stream if needed (CreateLogStream) and return a writer appending to it."""
-        path = self._stream_path(group, stream)
+    # -- writing -------------------------------------------------------------------------
+
+    def create_log_group(self, group: str) -> None:
+        group_dir = self._group_dir(group)
+        group_dir.mkdir(parents=True, exist_ok=True)
+        meta = json.dumps({"logGroupName": group, "creationTime": _now_ms()}).encode()
+        try:
+            fd = os.open(group_dir / _GROUP_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o644)
+        except FileExistsError:
+            return
+        try:
+            os.write(fd, meta)
+        finally:
+            os.close(fd)
+
+    def _ensure_group(self, group: str) -> None:
         if group not in self._made_groups:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self.create_log_group(group)
             self._made_groups.add(group)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | _O_CLOEXEC
+
+    def create_stream(self, group: str, stream: str) -> bool:
+        """Create an empty stream (CreateLogStream) so that it exists before any output; False if it existed."""
+        path = self._stream_path(group, stream)
+        self._ensure_group(group)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
         try:
             fd = os.open(path, flags, 0o644)
         except FileExistsError:
-            return LogWriter(path)
+            return False
         except FileNotFoundError:
             # The group directory vanished under us (external cleanup); recreate it once.
-            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made_groups.discard(group)
+            self._ensure_group(group)
             try:
                 fd = os.open(path, flags, 0o644)
             except FileExistsError:
-                return LogWriter(path)
+                return False
         try:
-            os.write(fd, b"%s\t%d\t%s\n" % (_MAGIC, _now_ms(), _escape(stream.encode("utf-8", "replace"))))
+            os.write(fd, seg.header_line(_now_ms(), stream, 0))
         finally:
             os.close(fd)
-        return LogWriter(path)
+        return True
+
+    def open_writer(self, group: str, stream: str) -> LogWriter:
+        """Create the stream if needed (CreateLogStream) and return a writer appending to it."""
+        self.create_stream(group, stream)
+        return LogWriter(self._stream_path(group, stream), max_bytes=self._cap)
+
+    def put_retention_policy(self, group: str, days: int) -> None:
+        if days not in RETENTION_DAYS:
+            raise ValueError(f"retentionInDays must be one of {', '.join(map(str, RETENTION_DAYS))}")
+        self._update_group_meta(group, {"retentionInDays": days})
+        self.expire(group=group)
+
+    def delete_retention_policy(self, group: str) -> None:
+        self._update_group_meta(group, {"retentionInDays": None})
+
+    def _update_group_meta(self, group: str, changes: dict[str, object]) -> None:
+        group_dir = self._group_dir(group)
+        if not group_dir.is_dir():
+            raise LogGroupNotFoundError(f"The specified log group does not exist: {group}")
+        meta = _read_group_meta(group_dir)
+        meta.setdefault("logGroupName", group)
+        meta.setdefault("creationTime", int(group_dir.stat().st_mtime * 1000))
+        meta.update(changes)
+        tmp = group_dir / (_GROUP_FILE + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({k: v for k, v in meta.items() if v is not None}))
+        os.replace(tmp, group_dir / _GROUP_FILE)
+
+    def expire(self, now_ms: int | None = None, *, group: str | None = None) -> int:
+        """Delete what retention policies have expired; returns the number of files removed.
+
+        A sealed segment goes once its newest event is older than the group's
+        retention; a whole stream goes once its newest event (or, if it has
+        none, its last write) is. Readers also hide expired events at once.
+        """
+        now = _now_ms() if now_ms is None else now_ms
+        removed = 0
+        groups = [self._group_dir(group)] if group is not None else self._group_dirs()
+        for group_dir in groups:
+            days = _read_group_meta(group_dir).get("retentionInDays")
+            if not isinstance(days, int):
+                continue
+            cutoff = now - days * _DAY_MS
+            try:
+                entries = os.listdir(group_dir)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.endswith(_SEGS_SUFFIX):
+                    removed += _expire_sealed(group_dir / entry, cutoff)
+                elif entry.endswith(_SUFFIX):
+                    removed += _expire_active(group_dir, entry, cutoff)
+        return removed
+
+    # -- reading -------------------------------------------------------------------------
 
     def stream_exists(self, group: str, stream: str) -> bool:
         return self._stream_path(group, stream).is_file()
+
+    def _group_dirs(self) -> list[Path]:
+        try:
+            return [self._root / e for e in os.listdir(self._root) if (self._root / e).is_dir()]
+        except FileNotFoundError:
+            return []
+
+    def _retention_cutoff(self, group_dir: Path) -> int | None:
+        days = _read_group_meta(group_dir).get("retentionInDays")
+        return _now_ms() - days * _DAY_MS if isinstance(days, int) else None
+
+    def _view(self, path: Path, cutoff: int | None = None) -> _StreamView | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            if size > _MAX_ACTIVE_READ:
+                logger.warning("log segment %s is %d bytes; reading its first %d", path, size, _MAX_ACTIVE_READ)
+            buf = os.pread(fd, min(size, _MAX_ACTIVE_READ), 0)
+        finally:
+            os.close(fd)
+        header = seg.parse_header(buf)
+        if header is None:
+            return None
+        end = seg.readable_end(buf, header.length)
+        active = _Segment(header.base, end, header.length, None, path, buf)
+        sealed: list[_Segment] = []
+        disk = size
+        if header.base > 0:
+            # Listed after the active file was read: every segment below its base exists by then.
+            segs_dir = path.with_name(path.name[: -len(_SUFFIX)] + _SEGS_SUFFIX)
+            with contextlib.suppress(FileNotFoundError):
+                for entry in os.scandir(segs_dir):
+                    info = seg.parse_sealed_name(entry.name)
+                    if info is not None and info.base < header.base:
+                        disk += entry.stat().st_size
+                        sealed.append(_Segment(info.base, info.length, 0, info, Path(entry.path)))
+            sealed.sort(key=lambda s: s.base)
+            # The header of the first sealed segment starts the data; later ones start at their base.
+            for s in sealed:
+                s.data_start = 0
+        return _StreamView(header.name, header.created, [*sealed, active], disk, cutoff)
+
+    def _open_view(self, group: str, stream: str) -> _StreamView:
+        group_dir = self._group_dir(group)
+        view = self._view(group_dir / (_fs_name(stream) + _SUFFIX), self._retention_cutoff(group_dir))
+        if view is None:
+            if not group_dir.is_dir():
+                raise LogGroupNotFoundError(f"The specified log group does not exist: {group}")
+            raise LogStreamNotFoundError(f"The specified log stream does not exist: {stream}")
+        return view
 
     def get_log_events(
         self,
@@ -402,144 +690,437 @@ class LogStore:
         token decides the direction when given; otherwise ``start_from_head``
         does: the first ``limit`` events, or the last ``limit`` events. Events
         are always returned oldest first. When nothing new is available the
-        forward token comes back unchanged, which is how clients know to stop.
+        token comes back unchanged, which is how clients know to stop.
         """
         if not 1 <= limit <= MAX_LIMIT:
             raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
-        path = self._stream_path(group, stream)
-        try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            raise LogStreamNotFoundError(f"The specified log stream does not exist: {group} {stream}") from None
-        try:
-            end = _complete_end(fd, os.fstat(fd).st_size)
-            if next_token is not None:
-                forward, pos = _parse_token(next_token)
-                if pos > end or not _is_line_boundary(fd, pos):
-                    raise InvalidTokenError(f"The specified nextToken is not valid: {next_token}")
-            elif start_from_head:
-                forward = True
-                pos = _seek_time(fd, end, start_time) if start_time is not None else 0
-            else:
-                forward = False
-                pos = _seek_time(fd, end, end_time) if end_time is not None else end
+        view = self._open_view(group, stream)
+        if view.retention_cutoff is not None:
+            start_time = max(start_time or 0, view.retention_cutoff)
+        if next_token is not None:
+            forward, pos = _parse_token(next_token)
+            if not view.is_boundary(pos):
+                raise InvalidTokenError(f"The specified nextToken is not valid: {next_token}")
             if forward:
-                return _read_forward(fd, pos, end, start_time, end_time, limit)
-            return _read_backward(fd, pos, start_time, end_time, limit)
-        finally:
-            os.close(fd)
+                return _read_forward(view, pos, start_time, end_time, limit)
+            return _read_backward(view, pos, start_time, end_time, limit)
+        if start_from_head:
+            first = view.segments[view.time_index(start_time)] if start_time is not None else view.segments[0]
+            return _read_forward(view, first.base, start_time, end_time, limit)
+        return _read_backward(view, view.end, start_time, end_time, limit)
 
-    def describe_log_streams(self, group: str, prefix: str | None = None) -> list[LogStreamInfo]:
-        """All streams of ``group`` whose name starts with ``prefix``, sorted by name."""
+    def filter_log_events(
+        self,
+        group: str,
+        *,
+        stream_names: Sequence[str] | None = None,
+        stream_prefix: str | None = None,
+        pattern: FilterPattern | None = None,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        next_token: str | None = None,
+        limit: int = MAX_LIMIT,
+    ) -> FilteredEventsPage:
+        """FilterLogEvents: matching events of many streams, merged by time, with a resumable token."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
         group_dir = self._group_dir(group)
+        if not group_dir.is_dir():
+            raise LogGroupNotFoundError(f"The specified log group does not exist: {group}")
+        cutoff = self._retention_cutoff(group_dir)
+        if cutoff is not None:
+            start_time = max(start_time or 0, cutoff)
+        resume: tuple[int, str, int] | None = _parse_filter_token(next_token) if next_token else None
+        if stream_names is not None:
+            names = sorted(set(stream_names))
+        else:
+            names = self._stream_names(group_dir, stream_prefix)
+        floor = start_time
+        if resume is not None:
+            floor = resume[0] if floor is None else max(floor, resume[0])
+        cursors = []
+        for name in names:
+            view = self._view(group_dir / (_fs_name(name) + _SUFFIX))
+            if view is None:
+                continue
+            cursors.append(_merge_source(view, floor, end_time, resume))
+        batches: list[EventBatch] = []
+        count = 0
+        page_bytes = 0
+        scanned = 0
+        last_key: tuple[int, str, int] | None = None
+        more = False
+        for found in heapq.merge(*cursors):
+            ts, name = found.timestamp, found.stream
+            chosen: list[str] = []
+            consumed = 0
+            for message in found.messages:
+                if pattern is None or pattern.matches(message):
+                    if count >= limit or ((chosen or batches) and page_bytes + len(message) > _PAGE_BYTES):
+                        more = True
+                        break
+                    chosen.append(message)
+                    count += 1
+                    page_bytes += len(message)
+                consumed += 1
+                scanned += len(message) + 1
+                if scanned >= _SCAN_BUDGET:
+                    more = True
+                    break
+            if consumed:
+                last_key = (ts, name, found.offset_of(consumed - 1))
+            if chosen:
+                if batches and batches[-1].stream == name and batches[-1].timestamp == ts:
+                    batches[-1].messages.extend(chosen)
+                else:
+                    batches.append(EventBatch(ts, found.ingestion_time, chosen, name))
+            if more:
+                break
+        token = _filter_token(last_key) if more and last_key is not None else None
+        return FilteredEventsPage(batches, token, names)
+
+    def _stream_names(self, group_dir: Path, prefix: str | None) -> list[str]:
         try:
             entries = os.listdir(group_dir)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        infos: list[LogStreamInfo] = []
+        names = []
         for entry in entries:
             if not entry.endswith(_SUFFIX):
                 continue
-            fs_stem = entry[: -len(_SUFFIX)]
-            known = _decode_fs_name(fs_stem)
-            if prefix and known is not None and not known.startswith(prefix):
+            name = _decode_fs_name(entry[: -len(_SUFFIX)])
+            if name is None:
+                view = self._view(group_dir / entry)
+                if view is None:
+                    continue
+                name = view.name
+            if prefix and not name.startswith(prefix):
                 continue
-            info = _stream_info(group_dir / entry, known)
-            if info is None or (prefix and not info.name.startswith(prefix)):
-                continue
-            infos.append(info)
-        infos.sort(key=lambda info: info.name)
+            names.append(name)
+        names.sort()
+        return names
+
+    def list_streams(self, group: str, prefix: str | None = None) -> list[str]:
+        """Names of the streams of ``group`` starting with ``prefix``, sorted; raises if the group is missing."""
+        group_dir = self._group_dir(group)
+        if not group_dir.is_dir():
+            raise LogGroupNotFoundError(f"The specified log group does not exist: {group}")
+        return self._stream_names(group_dir, prefix)
+
+    def stream_info(self, group: str, stream: str) -> LogStreamInfo | None:
+        view = self._view(self._stream_path(group, stream))
+        return None if view is None else _info(view)
+
+    def describe_log_streams(self, group: str, prefix: str | None = None) -> list[LogStreamInfo]:
+        """All streams of ``group`` whose name starts with ``prefix``, sorted by name."""
+        group_dir = self._group_dir(group)
+        infos = []
+        for name in self._stream_names(group_dir, prefix):
+            view = self._view(group_dir / (_fs_name(name) + _SUFFIX))
+            if view is not None:
+                infos.append(_info(view))
         return infos
+
+    def describe_log_groups(self, prefix: str | None = None) -> list[LogGroupInfo]:
+        groups = []
+        for group_dir in self._group_dirs():
+            meta = _read_group_meta(group_dir)
+            name = meta.get("logGroupName")
+            if not isinstance(name, str):
+                decoded = _decode_fs_name(group_dir.name)
+                if decoded is None:
+                    continue
+                name = decoded
+            if prefix and not name.startswith(prefix):
+                continue
+            created = meta.get("creationTime")
+            retention = meta.get("retentionInDays")
+            groups.append(
+                LogGroupInfo(
+                    name=name,
+                    creation_time=created if isinstance(created, int) else int(group_dir.stat().st_mtime * 1000),
+                    retention_in_days=retention if isinstance(retention, int) else None,
+                )
+            )
+        groups.sort(key=lambda g: g.name)
+        return groups
+
+    def group_exists(self, group: str) -> bool:
+        return self._group_dir(group).is_dir()
+
+
+def _info(view: _StreamView) -> LogStreamInfo:
+    first_ts = last_ts = last_ing = None
+    for i, segment in enumerate(view.segments):
+        if segment.sealed is not None:
+            if segment.sealed.first_timestamp is not None:
+                first_ts = segment.sealed.first_timestamp
+                break
+        else:
+            runs = view.runs(i)
+            if runs:
+                first_ts = runs[0].timestamp
+    for i in range(len(view.segments) - 1, -1, -1):
+        segment = view.segments[i]
+        if segment.sealed is not None:
+            if segment.sealed.last_timestamp is not None:
+                last_ts, last_ing = segment.sealed.last_timestamp, segment.sealed.last_ingestion_time
+                break
+        else:
+            buf = segment.buffer()
+            # Only the last record is needed: parse from it rather than from the segment start.
+            runs = seg.parse_runs(buf, seg.record_start(buf, segment.data_start, segment.length - 1), segment.length)
+            if runs:
+                last_ts, last_ing = runs[-1].timestamp, runs[-1].ingestion_time
+                break
+    return LogStreamInfo(
+        name=view.name,
+        creation_time=view.created,
+        first_event_timestamp=first_ts,
+        last_event_timestamp=last_ts,
+        last_ingestion_time=last_ing,
+        stored_bytes=view.end,
+        disk_bytes=view.disk_bytes,
+    )
 
 
 def _parse_token(token: str) -> tuple[bool, int]:
     direction, _, offset = token.partition("/")
-    if direction not in ("f", "b") or not offset.isdigit():
+    if direction not in ("f", "b") or not offset.isdigit() or len(offset) > 20:
         raise InvalidTokenError(f"The specified nextToken is not valid: {token}")
     return direction == "f", int(offset)
 
 
+def _in_range(ts: int, start_time: int | None, end_time: int | None) -> bool:
+    return (start_time is None or ts >= start_time) and (end_time is None or ts < end_time)
+
+
+def _run_end(segment: _Segment, run: seg.Run) -> int:
+    return segment.base + run.payload_end
+
+
+def _take(messages: list[str], room_events: int, room_bytes: int, has_events: bool) -> int:
+    """How many of ``messages`` fit a page with this much room left (at least one on an empty page)."""
+    n = min(len(messages), room_events)
+    total = sum(map(len, messages[:n]))
+    if total <= room_bytes:
+        return n
+    taken = 0
+    for message in messages[:n]:
+        if (has_events or taken) and len(message) > room_bytes:
+            break
+        room_bytes -= len(message)
+        taken += 1
+    return taken
+
+
 def _read_forward(
-    fd: int, start: int, end: int, start_time: int | None, end_time: int | None, limit: int
+    view: _StreamView, start: int, start_time: int | None, end_time: int | None, limit: int
 ) -> LogEventsPage:
-    events: list[LogEvent] = []
+    batches: list[EventBatch] = []
+    count = 0
+    page_bytes = 0
     first: int | None = None
     pos = start
-    page_bytes = 0
-    for offset, line in _iter_forward(fd, start, end):
-        if offset - start >= _SCAN_BUDGET:
-            break
-        parsed = _parse_line(line)
-        if parsed is not None and _in_range(parsed[0], start_time, end_time):
-            if len(events) >= limit or (events and page_bytes + len(parsed[2]) > _PAGE_BYTES):
+    scanned = 0
+    full = False
+    for index in range(view.locate(start), len(view.segments)):
+        segment = view.segments[index]
+        buf = segment.buffer()
+        runs = view.runs(index, pos) if pos > segment.base else view.runs(index)
+        for run in runs:
+            run_end = _run_end(segment, run)
+            if run_end <= pos:
+                continue
+            skip = 0
+            if segment.base + run.start < pos:
+                # Resuming inside a record: skip the events before the token.
+                skip = buf.count(b"\n", run.payload_start, pos - segment.base)
+            if not _in_range(run.timestamp, start_time, end_time):
+                scanned += run.payload_end - run.start
+                pos = run_end
+                if scanned >= _SCAN_BUDGET:
+                    full = True
+                    break
+                continue
+            messages = seg.decode_messages(buf, run)
+            if skip:
+                messages = messages[skip:]
+            n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
+            if n:
+                if first is None:
+                    first = pos if skip else segment.base + run.start
+                batches.append(EventBatch(run.timestamp, run.ingestion_time, messages[:n]))
+                count += n
+                page_bytes += sum(map(len, messages[:n]))
+            if n < len(messages):
+                pos = segment.base + seg.message_offset(buf, run, skip + n)
+                full = True
                 break
-            events.append(_make_event(*parsed))
-            page_bytes += len(parsed[2])
-            if first is None:
-                first = offset
-        pos = offset + len(line) + 1
-    return LogEventsPage(events, f"f/{pos}", f"b/{start if first is None else first}")
+            pos = run_end
+            scanned += run.payload_end - run.start
+            if count >= limit or scanned >= _SCAN_BUDGET:
+                full = True
+                break
+        if full:
+            break
+        pos = max(pos, segment.end)
+    return LogEventsPage(batches, f"f/{pos}", f"b/{start if first is None else first}")
 
 
-def _read_backward(fd: int, end: int, start_time: int | None, end_time: int | None, limit: int) -> LogEventsPage:
-    events: list[LogEvent] = []
+def _read_backward(
+    view: _StreamView, end: int, start_time: int | None, end_time: int | None, limit: int
+) -> LogEventsPage:
+    batches: list[EventBatch] = []
+    count = 0
+    page_bytes = 0
     last_end: int | None = None
     pos = end
-    page_bytes = 0
-    for offset, line in _iter_backward(fd, end):
-        if end - offset > _SCAN_BUDGET:
-            break
-        parsed = _parse_line(line)
-        if parsed is not None and _in_range(parsed[0], start_time, end_time):
-            if len(events) >= limit or (events and page_bytes + len(parsed[2]) > _PAGE_BYTES):
-                break
-            events.append(_make_event(*parsed))
-            page_bytes += len(parsed[2])
-            if last_end is None:
-                last_end = offset + len(line) + 1
-        pos = offset
-    events.reverse()
-    return LogEventsPage(events, f"f/{end if last_end is None else last_end}", f"b/{pos}")
-
-
-def _stream_info(path: Path, known_name: str | None) -> LogStreamInfo | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        st = os.fstat(fd)
-        end = _complete_end(fd, st.st_size)
-        name = known_name
-        created: int | None = None
-        first: tuple[int, int, bytes] | None = None
-        for _, line in _iter_forward(fd, 0, end):
-            if line.startswith(_MAGIC):
-                header = line.split(b"\t", 2)
-                if len(header) == 3 and header[1].isdigit():
-                    created = int(header[1])
-                    name = _unescape(header[2]).decode("utf-8", "replace")
+    scanned = 0
+    done = False
+    for index in range(view.locate(end), -1, -1):
+        segment = view.segments[index]
+        if segment.base >= end and index > 0:
+            continue
+        buf = segment.buffer()
+        for run in reversed(view.runs(index)):
+            run_start = segment.base + run.start
+            if run_start >= pos:
                 continue
-            first = _parse_line(line)
-            if first is not None:
-                break
-        if name is None:
-            return None
-        last: tuple[int, int, bytes] | None = None
-        if first is not None:
-            for _, line in _iter_backward(fd, end):
-                last = _parse_line(line)
-                if last is not None:
+            if not _in_range(run.timestamp, start_time, end_time):
+                scanned += run.payload_end - run.start
+                pos = run_start
+                if scanned >= _SCAN_BUDGET:
+                    done = True
                     break
-        if created is None:
-            created = first[1] if first is not None else int(st.st_mtime * 1000)
-        return LogStreamInfo(
-            name=name,
-            creation_time=created,
-            first_event_timestamp=first[0] if first is not None else None,
-            last_event_timestamp=last[0] if last is not None else None,
-            last_ingestion_time=last[1] if last is not None else None,
-            stored_bytes=st.st_size,
-        )
-    finally:
-        os.close(fd)
+                continue
+            messages = seg.decode_messages(buf, run)
+            inside = _run_end(segment, run) > pos
+            if inside:
+                # The token points inside this record: only the events before it.
+                messages = messages[: buf.count(b"\n", run.payload_start, pos - segment.base)]
+            messages.reverse()
+            n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
+            if n:
+                if last_end is None:
+                    last_end = pos if inside else _run_end(segment, run)
+                chosen = messages[:n]
+                chosen.reverse()
+                batches.append(EventBatch(run.timestamp, run.ingestion_time, chosen))
+                count += n
+                page_bytes += sum(map(len, chosen))
+            if n < len(messages):
+                pos = segment.base + seg.message_offset(buf, run, len(messages) - n)
+                done = True
+                break
+            pos = run_start
+            scanned += run.payload_end - run.start
+            if count >= limit or scanned >= _SCAN_BUDGET:
+                done = True
+                break
+        if done:
+            break
+        pos = min(pos, segment.base)
+    batches.reverse()
+    return LogEventsPage(batches, f"f/{end if last_end is None else last_end}", f"b/{pos}")
+
+
+class _Found(NamedTuple):
+    timestamp: int
+    stream: str
+    offset: int
+    """Resume offset of the first of ``messages``: with the two fields above, the merge key."""
+    messages: list[str]
+    ingestion_time: int
+    first: int
+    """Index of the first of ``messages`` in ``run``."""
+    run: seg.Run
+    segment: _Segment
+
+    def offset_of(self, index: int) -> int:
+        """Resume offset of ``messages[index]``."""
+        return self.segment.base + seg.message_offset(self.segment.buffer(), self.run, self.first + index)
+
+
+def _merge_source(
+    view: _StreamView, floor: int | None, end_time: int | None, resume: tuple[int, str, int] | None
+) -> Iterator[_Found]:
+    """Runs of one stream, oldest first, as the merge of FilterLogEvents consumes them.
+
+    Events at or before the resume key ``(timestamp, stream, offset)`` were
+    returned by an earlier page and are skipped; the merge key orders events by
+    time, then stream name, then position, which is stable across requests.
+    """
+    start = view.time_index(floor) if floor is not None else 0
+    name = view.name
+    for index in range(start, len(view.segments)):
+        segment = view.segments[index]
+        if segment.sealed is not None and floor is not None:
+            last = segment.sealed.last_timestamp
+            if last is None or last < floor:
+                continue
+        buf = segment.buffer()
+        for run in view.runs(index):
+            ts = run.timestamp
+            if floor is not None and ts < floor:
+                continue
+            if end_time is not None and ts >= end_time:
+                # Timestamps rise through a stream (one clock), so nothing later can match.
+                return
+            first = 0
+            if resume is not None and ts == resume[0] and name <= resume[1]:
+                if name < resume[1] or segment.base + run.payload_end <= resume[2] + 1:
+                    continue
+                rel = resume[2] - segment.base
+                if rel >= run.start:
+                    # Events up to and including the one at the resume offset were returned.
+                    first = buf.count(b"\n", run.payload_start, rel) + 1
+            messages = seg.decode_messages(buf, run)
+            if first:
+                messages = messages[first:]
+            offset = segment.base + seg.message_offset(buf, run, first)
+            yield _Found(ts, name, offset, messages, run.ingestion_time, first, run, segment)
+
+
+def _filter_token(key: tuple[int, str, int]) -> str:
+    return json.dumps([key[0], key[1], key[2]], separators=(",", ":")).encode().hex()
+
+
+def _parse_filter_token(token: str) -> tuple[int, str, int]:
+    try:
+        ts, name, offset = json.loads(bytes.fromhex(token))
+    except (ValueError, TypeError):
+        raise InvalidTokenError(f"The specified nextToken is not valid: {token}") from None
+    if not isinstance(ts, int) or not isinstance(name, str) or not isinstance(offset, int):
+        raise InvalidTokenError(f"The specified nextToken is not valid: {token}")
+    return ts, name, offset
+
+
+def _expire_sealed(segs_dir: Path, cutoff: int) -> int:
+    removed = 0
+    try:
+        entries = os.listdir(segs_dir)
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        info = seg.parse_sealed_name(entry)
+        if info is not None and info.last_timestamp is not None and info.last_timestamp < cutoff:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(segs_dir / entry)
+                removed += 1
+    return removed
+
+
+def _expire_active(group_dir: Path, entry: str, cutoff: int) -> int:
+    path = group_dir / entry
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return 0
+    if st.st_mtime * 1000 >= cutoff:
+        return 0
+    segs_dir = group_dir / (entry[: -len(_SUFFIX)] + _SEGS_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    shutil.rmtree(segs_dir, ignore_errors=True)
+    return 1
