@@ -82,7 +82,7 @@ class SealedInfo:
     first_timestamp: int | None
     last_timestamp: int | None
     last_ingestion_time: int | None
-    events: int
+    count: int
     file_name: str
 
     @property
