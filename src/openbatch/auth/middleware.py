@@ -1,0 +1,195 @@
+"""One ASGI middleware in front of every route: SigV4 authentication, then the IAM policy check.
+
+Being in front of the router, it covers every route, including ones added later
+(events, notifications, metrics, the native API, the console); only the paths in
+``PUBLIC`` are exempt. What it lets through carries the principal in the ASGI
+scope (``scope["openbatch.principal"]``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.responses import Response
+
+from openbatch.api.errors import error_response as api_error
+from openbatch.auth.actions import LatestRevision, Scope, requests_for
+from openbatch.auth.config import AuthFile
+from openbatch.auth.credentials import CREDENTIALS_PATH, CredentialBroker
+from openbatch.auth.errors import (
+    INVALID_TOKEN_MESSAGE,
+    AuthError,
+    Failure,
+    Protocol,
+    error_response,
+    protocol_of,
+)
+from openbatch.auth.policy import Outcome, Policy
+from openbatch.auth.sigv4 import HttpRequest, SignedRequest, check_time, parse, parse_query, verify
+
+logger = logging.getLogger(__name__)
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+PUBLIC = {("GET", "/health"), ("GET", CREDENTIALS_PATH)}
+"""Health for load balancers; the credentials endpoint checks its own per-attempt token."""
+MAX_BODY_BYTES = 16 * 1024 * 1024
+PRINCIPAL_KEY = "openbatch.principal"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    arn: str
+    policy: Policy
+    access_key_id: str
+
+
+class SigV4Middleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        auth_file: AuthFile,
+        broker: CredentialBroker,
+        account: str,
+        latest_revision: LatestRevision,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.auth_file = auth_file
+        self.broker = broker
+        self.account = account
+        self.latest_revision = latest_revision
+        self.clock = clock
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        header_map = dict(headers)
+        protocol = protocol_of(scope["path"], header_map)
+        raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        query = parse_query(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            # Everything that needs no body is checked before the body is read.
+            request = HttpRequest(scope["method"], raw_path, query, headers, b"")
+            signed = parse(request)
+            principal = self._principal(signed)
+            check_time(signed, self.clock())
+            body = await _read_body(receive)
+            request = HttpRequest(scope["method"], raw_path, query, headers, body)
+            verify(signed, request, self._secret(signed))
+            self._authorize(principal, protocol, scope["method"], scope["path"], header_map, query, body, signed)
+        except AuthError as error:
+            logger.info(
+                "refused %s %s: %s (%s)", scope["method"], scope["path"], error.failure.value[0], error.message[:200]
+            )
+            await error_response(error, protocol)(scope, receive, send)
+            return
+        except _BodyTooLarge:
+            await _too_large()(scope, receive, send)
+            return
+        await self.app({**scope, PRINCIPAL_KEY: principal}, _replay(body, receive), send)
+
+    def _principal(self, signed: SignedRequest) -> Principal:
+        config = self.auth_file.current()
+        key = config.key(signed.access_key_id)
+        if key is not None:
+            if signed.security_token is not None:
+                # A long-term key never comes with a session token.
+                raise AuthError(Failure.UNKNOWN_KEY, INVALID_TOKEN_MESSAGE)
+            return Principal(f"arn:aws:iam::{self.account}:user/{key.user}", key.policy, key.access_key_id)
+        role = config.role_by_key(signed.access_key_id)
+        if role is None or signed.security_token is None:
+            raise AuthError(Failure.UNKNOWN_KEY, INVALID_TOKEN_MESSAGE)
+        grant = self.broker.session(signed.security_token)
+        if grant is None or grant.role_arn != role.role_arn:
+            raise AuthError(Failure.UNKNOWN_KEY, INVALID_TOKEN_MESSAGE)
+        account = role.role_arn.split(":")[4]
+        arn = f"arn:aws:sts::{account}:assumed-role/{role.role_name}/{grant.session_name}"
+        return Principal(arn, role.policy, role.access_key_id)
+
+    def _secret(self, signed: SignedRequest) -> str:
+        config = self.auth_file.current()
+        key = config.key(signed.access_key_id)
+        if key is not None:
+            return key.secret_access_key
+        role = config.role_by_key(signed.access_key_id)
+        if role is None:
+            raise AuthError(Failure.UNKNOWN_KEY, INVALID_TOKEN_MESSAGE)
+        return role.secret_access_key
+
+    def _authorize(
+        self,
+        principal: Principal,
+        protocol: Protocol,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: list[tuple[str, str]],
+        body: bytes,
+        signed: SignedRequest,
+    ) -> None:
+        scope = Scope(region=signed.region, account=self.account)
+        for access in requests_for(
+            protocol, method, path, headers, query, body, scope, signed.service, self.latest_revision
+        ):
+            decision = principal.policy.evaluate(access.action, access.resources)
+            if decision.allowed:
+                continue
+            reason = (
+                "with an explicit deny in an identity-based policy"
+                if decision.outcome is Outcome.EXPLICIT_DENY
+                else f"because no identity-based policy allows the {access.action} action"
+            )
+            raise AuthError(
+                Failure.ACCESS_DENIED,
+                f"User: {principal.arn} is not authorized to perform: {access.action} "
+                f"on resource: {decision.resource} {reason}",
+            )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _too_large() -> Response:
+    return api_error(413, "ClientException", f"The request body is larger than {MAX_BODY_BYTES} bytes")
