@@ -189,13 +189,26 @@ def record_start(buf: bytes, data_start: int, offset: int) -> int:
     return h + 1 if h >= 0 else data_start
 
 
-def decode_messages(buf: bytes, run: Run) -> list[str]:
+def decode_messages(buf: bytes, run: Run, first: int = 0, limit: int | None = None) -> list[str]:
+    """Messages ``first`` to ``first + limit`` of ``run``, decoded (invalid UTF-8 replaced)."""
     payload = buf[run.payload_start : run.payload_end - 1]
-    if b"\\" in payload:
-        return [unescape(m).decode("utf-8", "replace") for m in payload.split(b"\n")]
+    if first:
+        payload = payload.split(b"\n", first)[-1]
+    if limit is not None and limit < run.events - first:
+        rest = payload.split(b"\n", limit)[-1]
+        payload = payload[: len(payload) - len(rest) - 1]
     # One decode and one split for the whole record: "\n" never occurs inside a
     # multi-byte sequence, so this equals decoding each message on its own.
-    return payload.decode("utf-8", "replace").split("\n")
+    messages = payload.decode("utf-8", "replace").split("\n")
+    if b"\\" in payload:
+        return [_unescape_text(m) if "\\" in m else m for m in messages]
+    return messages
+
+
+def _unescape_text(stored: str) -> str:
+    if stored[:2] == "\\@":
+        stored = stored[1:]
+    return "\\".join(part.replace("\\n", "\n") for part in stored.split("\\\\"))
 
 
 def message_offset(buf: bytes, run: Run, index: int) -> int:

@@ -26,7 +26,9 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +394,45 @@ def _logical_size(path: Path) -> int:
     return size + (header.base if header else 0)
 
 
+class _SealedCache:
+    """The last few decompressed sealed segments: immutable, so shared by all readers.
+
+    Paging through a stream asks for the same segment dozens of times in a row;
+    decompressing it once instead of per page is most of the paging rate.
+    """
+
+    def __init__(self, entries: int = 8) -> None:
+        self._entries = entries
+        self._items: OrderedDict[str, tuple[bytes, list[seg.Run] | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, path: Path, length: int) -> bytes:
+        key = str(path)
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+                return item[0]
+        data = seg.decompress(path.read_bytes(), length)
+        with self._lock:
+            self._items[key] = (data, None)
+            while len(self._items) > self._entries:
+                self._items.popitem(last=False)
+        return data
+
+    def runs(self, path: Path, buf: bytes) -> list[seg.Run]:
+        key = str(path)
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None and item[1] is not None and item[0] is buf:
+                return item[1]
+        runs = seg.parse_runs(buf, 0, len(buf))
+        with self._lock:
+            if key in self._items and self._items[key][0] is buf:
+                self._items[key] = (buf, runs)
+        return runs
+
+
 @dataclass(slots=True)
 class _Segment:
     base: int
@@ -400,6 +441,7 @@ class _Segment:
     sealed: seg.SealedInfo | None
     path: Path
     _buf: bytes | None = None
+    cache: _SealedCache | None = None
 
     @property
     def end(self) -> int:
@@ -407,8 +449,8 @@ class _Segment:
 
     def buffer(self) -> bytes:
         if self._buf is None:
-            assert self.sealed is not None
-            self._buf = seg.decompress(self.path.read_bytes(), self.sealed.length)
+            assert self.sealed is not None and self.cache is not None
+            self._buf = self.cache.get(self.path, self.sealed.length)
         return self._buf
 
 
@@ -445,7 +487,10 @@ class _StreamView:
         if start is None:
             cached = self._cache.get(index)
             if cached is None:
-                cached = self._cache[index] = seg.parse_runs(buf, segment.data_start, segment.length)
+                if segment.cache is not None:
+                    cached = self._cache[index] = segment.cache.runs(segment.path, buf)
+                else:
+                    cached = self._cache[index] = seg.parse_runs(buf, segment.data_start, segment.length)
             return cached
         rel = start - segment.base
         return seg.parse_runs(buf, seg.record_start(buf, segment.data_start, rel), segment.length)
@@ -488,6 +533,7 @@ class LogStore:
     def __init__(self, root: Path, *, max_stream_bytes: int | None = None) -> None:
         self._root = Path(root)
         self._made_groups: set[str] = set()
+        self._sealed = _SealedCache()
         if max_stream_bytes is not None:
             if max_stream_bytes < 1024:
                 raise ValueError("the log cap must be at least 1024 bytes")
@@ -656,8 +702,7 @@ class LogStore:
                 for entry in os.scandir(segs_dir):
                     info = seg.parse_sealed_name(entry.name)
                     if info is not None and info.base < header.base:
-                        disk += entry.stat().st_size
-                        sealed.append(_Segment(info.base, info.length, 0, info, Path(entry.path)))
+                        sealed.append(_Segment(info.base, info.length, 0, info, Path(entry.path), cache=self._sealed))
             sealed.sort(key=lambda s: s.base)
             # The header of the first sealed segment starts the data; later ones start at their base.
             for s in sealed:
@@ -880,8 +925,15 @@ def _info(view: _StreamView) -> LogStreamInfo:
         last_event_timestamp=last_ts,
         last_ingestion_time=last_ing,
         stored_bytes=view.end,
-        disk_bytes=view.disk_bytes,
+        disk_bytes=view.disk_bytes + sum(_file_size(s.path) for s in view.segments if s.sealed is not None),
     )
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _parse_token(token: str) -> tuple[bool, int]:
@@ -943,9 +995,7 @@ def _read_forward(
                     full = True
                     break
                 continue
-            messages = seg.decode_messages(buf, run)
-            if skip:
-                messages = messages[skip:]
+            messages = seg.decode_messages(buf, run, skip, limit - count)
             n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
             if n:
                 if first is None:
@@ -953,7 +1003,7 @@ def _read_forward(
                 batches.append(EventBatch(run.timestamp, run.ingestion_time, messages[:n]))
                 count += n
                 page_bytes += sum(map(len, messages[:n]))
-            if n < len(messages):
+            if skip + n < run.events:
                 pos = segment.base + seg.message_offset(buf, run, skip + n)
                 full = True
                 break
@@ -994,11 +1044,11 @@ def _read_backward(
                     done = True
                     break
                 continue
-            messages = seg.decode_messages(buf, run)
             inside = _run_end(segment, run) > pos
-            if inside:
-                # The token points inside this record: only the events before it.
-                messages = messages[: buf.count(b"\n", run.payload_start, pos - segment.base)]
+            # The token may point inside this record: only the events before it.
+            keep = buf.count(b"\n", run.payload_start, pos - segment.base) if inside else run.events
+            first = max(0, keep - (limit - count))
+            messages = seg.decode_messages(buf, run, first, keep - first)
             messages.reverse()
             n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
             if n:
@@ -1009,8 +1059,8 @@ def _read_backward(
                 batches.append(EventBatch(run.timestamp, run.ingestion_time, chosen))
                 count += n
                 page_bytes += sum(map(len, chosen))
-            if n < len(messages):
-                pos = segment.base + seg.message_offset(buf, run, len(messages) - n)
+            if n < keep:
+                pos = segment.base + seg.message_offset(buf, run, keep - n)
                 done = True
                 break
             pos = run_start
@@ -1075,9 +1125,7 @@ def _merge_source(
                 if rel >= run.start:
                     # Events up to and including the one at the resume offset were returned.
                     first = buf.count(b"\n", run.payload_start, rel) + 1
-            messages = seg.decode_messages(buf, run)
-            if first:
-                messages = messages[first:]
+            messages = seg.decode_messages(buf, run, first)
             offset = segment.base + seg.message_offset(buf, run, first)
             yield _Found(ts, name, offset, messages, run.ingestion_time, first, run, segment)
 
