@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,7 +52,7 @@ def _write_mixed(store: LogStore, total_events: int, seed: int = 7) -> list[tupl
 def _forward(
     store: LogStore, limit: int, start_time: int | None = None, end_time: int | None = None
 ) -> list[tuple[int, str]]:
-    kwargs = {"start_time": start_time, "end_time": end_time}
+    kwargs: dict[str, Any] = {"start_time": start_time, "end_time": end_time}
     page = store.get_log_events(GROUP, STREAM, start_from_head=True, limit=limit, **kwargs)
     seen = [(e.timestamp, e.message) for e in page.events]
     for _ in range(100_000):
