@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from openbatch.service.group_commit import GroupCommitter
-from openbatch.store.base import JobRecord
+from openbatch.store.base import JobRecord, OutboxEntry
 
 
 def record(job_id: str) -> JobRecord:
@@ -25,13 +25,18 @@ def record(job_id: str) -> JobRecord:
     )
 
 
+def batch(job_id: str) -> tuple[list[JobRecord], list[OutboxEntry]]:
+    return [record(job_id)], [OutboxEntry("events", job_id, 0, "{}")]
+
+
 class RecordingWriter:
     def __init__(self, reject: str | None = None) -> None:
         self.calls: list[list[str]] = []
         self.reject = reject
 
-    def __call__(self, records: Sequence[JobRecord]) -> None:
+    def __call__(self, records: Sequence[JobRecord], outbox: Sequence[OutboxEntry]) -> None:
         ids = [r.id for r in records]
+        assert [e.key for e in outbox] == ids  # each caller's entries travel with its rows
         self.calls.append(ids)
         if self.reject in ids:
             raise ValueError(f"rejected {self.reject}")
@@ -42,7 +47,7 @@ def test_concurrent_callers_share_one_write() -> None:
     committer = GroupCommitter(writer)
 
     async def main() -> None:
-        await asyncio.gather(*(committer.commit([record(f"j{i}")]) for i in range(5)))
+        await asyncio.gather(*(committer.commit(*batch(f"j{i}")) for i in range(5)))
 
     asyncio.run(main())
     assert writer.calls == [[f"j{i}" for i in range(5)]]
@@ -55,7 +60,7 @@ def test_sequential_callers_each_write_once() -> None:
 
     async def main() -> None:
         for i in range(3):
-            await committer.commit([record(f"j{i}")])
+            await committer.commit(*batch(f"j{i}"))
             assert writer.calls[-1] == [f"j{i}"]  # durable before the caller continues
 
     asyncio.run(main())
@@ -68,9 +73,9 @@ def test_a_failing_caller_does_not_fail_the_others() -> None:
 
     async def main() -> list[BaseException | None]:
         results = await asyncio.gather(
-            committer.commit([record("a")]),
-            committer.commit([record("bad")]),
-            committer.commit([record("c")]),
+            committer.commit(*batch("a")),
+            committer.commit(*batch("bad")),
+            committer.commit(*batch("c")),
             return_exceptions=True,
         )
         return list(results)
@@ -84,4 +89,4 @@ def test_a_failing_caller_does_not_fail_the_others() -> None:
 def test_a_lone_failing_caller_gets_the_error() -> None:
     committer = GroupCommitter(RecordingWriter(reject="x"))
     with pytest.raises(ValueError, match="rejected x"):
-        asyncio.run(committer.commit([record("x")]))
+        asyncio.run(committer.commit(*batch("x")))

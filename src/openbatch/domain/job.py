@@ -89,3 +89,16 @@ class Job:
     @property
     def attempt_number(self) -> int:
         return len(self.attempts) + (1 if self.current is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """One job moving from ``old`` to ``new`` (``old`` is None when the job was just submitted)."""
+
+    job_id: str
+    old: JobStatus | None
+    new: JobStatus
+    at: int
+    """Epoch milliseconds."""
+    job: Job
+    """The live job: read it while handling the change, do not keep it."""

@@ -10,7 +10,7 @@ from typing import Any
 from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, is_arn
 from openbatch.domain.errors import ValidationError
-from openbatch.domain.job import Job, JobSpec
+from openbatch.domain.job import Job, JobSpec, StatusChange
 from openbatch.domain.states import JobStatus
 from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
@@ -54,10 +54,13 @@ class JobService:
         submission.check_fairshare(req, registry.policy_of(queue))
         depends_on = submission.check_dependencies(req, self._dependency_info)
         spec = submission.build_spec(req, queue, definition, depends_on)
-        jobs = submission.build_jobs(spec, req, self.ctx.clock.now_ms())
+        now = self.ctx.clock.now_ms()
+        jobs = submission.build_jobs(spec, req, now)
+        changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]
         # Commit before answering: an accepted job survives any crash after this line.
-        await self.committer.commit([to_record(job, with_spec=True) for job in jobs])
+        await self.committer.commit([to_record(job, with_spec=True) for job in jobs], self.engine.outbox_for(changes))
         self.engine.admit(jobs)
+        self.engine.notify(changes)
         head = jobs[0]
         return {
             "jobArn": caller.arns.build(ResourceType.JOB, head.id),
@@ -187,6 +190,8 @@ class JobService:
             raise ValidationError("reason must be 1 to 1024 characters long")
 
     def op_CancelJob(self, caller: Caller, req: s.CancelJob) -> dict[str, Any]:
+        if not req.jobId:
+            raise ValidationError("jobId must not be empty")
         self._check_reason(req.reason)
         job = self.engine.jobs.get(req.jobId)
         if job is not None:
@@ -194,6 +199,8 @@ class JobService:
         return {}
 
     def op_TerminateJob(self, caller: Caller, req: s.TerminateJob) -> dict[str, Any]:
+        if not req.jobId:
+            raise ValidationError("jobId must not be empty")
         self._check_reason(req.reason)
         job = self.engine.jobs.get(req.jobId)
         if job is not None:

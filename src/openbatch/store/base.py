@@ -52,6 +52,29 @@ class JobRecord:
     which share their parent's, and in records passed to ``save_jobs``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A message to deliver later, committed with the change it describes (transactional outbox)."""
+
+    topic: str
+    """Which consumer reads it, e.g. ``events``."""
+    key: str
+    """Delivery is ordered per key (e.g. a job id) within a topic."""
+    created_at: int
+    body: str
+    """JSON text."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    id: int
+    """Increases with commit order within a topic."""
+    topic: str
+    key: str
+    created_at: int
+    body: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JobQuery:
     """Filter for :meth:`Store.list_jobs`. Exactly one of ``queue`` / ``parent_id`` is set."""
@@ -140,12 +163,13 @@ class Store(Protocol):
 
     # --- jobs --------------------------------------------------------------------
 
-    def insert_jobs(self, records: Iterable[JobRecord]) -> None:
-        """Insert new jobs in one transaction (an array's children are one bulk write)."""
+    def insert_jobs(self, records: Iterable[JobRecord], outbox: Sequence[OutboxEntry] = ()) -> None:
+        """Insert new jobs in one transaction (an array's children are one bulk write), with ``outbox``."""
         ...
 
-    def save_jobs(self, records: Iterable[JobRecord]) -> None:
-        """Update the mutable part (status, body) of existing jobs in one transaction; ``spec`` is not written."""
+    def save_jobs(self, records: Iterable[JobRecord], outbox: Sequence[OutboxEntry] = ()) -> None:
+        """Update the mutable part (status, body) of existing jobs in one transaction; ``spec`` is not written.
+        The ``outbox`` entries are committed in the same transaction."""
         ...
 
     def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
@@ -168,6 +192,16 @@ class Store(Protocol):
         ...
 
     def count_jobs(self) -> int: ...
+
+    # --- outbox -------------------------------------------------------------------
+
+    def read_outbox(self, topic: str, after_id: int = 0, limit: int = 100) -> list[OutboxRecord]:
+        """Entries of ``topic`` with id > ``after_id``, oldest first."""
+        ...
+
+    def delete_outbox(self, topic: str, up_to_id: int) -> None:
+        """Remove the entries of ``topic`` with id <= ``up_to_id`` (delivered)."""
+        ...
 
     def count_children(self, parent_id: str) -> dict[str, int]:
         """Array children of ``parent_id`` per status (start-up recovery only)."""

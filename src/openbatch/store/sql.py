@@ -20,6 +20,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     insert,
@@ -32,8 +33,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import StaticPool
 
 from openbatch.domain.errors import Conflict, NotFound
-from openbatch.store.base import Body, JobDefinitionRecord, JobQuery, JobRecord, ResourceRecord
-from openbatch.store.tables import job_definitions, jobs, resources
+from openbatch.store.base import (
+    Body,
+    JobDefinitionRecord,
+    JobQuery,
+    JobRecord,
+    OutboxEntry,
+    OutboxRecord,
+    ResourceRecord,
+)
+from openbatch.store.tables import job_definitions, jobs, outbox, resources
 
 _UNFINISHED = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -245,7 +254,7 @@ class SqlStore:
 
     # --- jobs --------------------------------------------------------------------
 
-    def insert_jobs(self, records: Iterable[JobRecord]) -> None:
+    def insert_jobs(self, records: Iterable[JobRecord], outbox: Sequence[OutboxEntry] = ()) -> None:
         rows = [_job_row(r) for r in records]
         if not rows:
             return
@@ -254,15 +263,27 @@ class SqlStore:
                 conn.execute(insert(jobs), rows)
             except IntegrityError:
                 raise Conflict("a job with this id already exists") from None
+            _write_outbox(conn, outbox)
 
-    def save_jobs(self, records: Iterable[JobRecord]) -> None:
+    def save_jobs(self, records: Iterable[JobRecord], outbox: Sequence[OutboxEntry] = ()) -> None:
         rows = [{"b_id": r.id, "status": r.status, "body": _dumps(r.body)} for r in records]
-        if not rows:
+        if not rows and not outbox:
             return
         stmt = update(jobs).where(jobs.c.id == bindparam("b_id")).values(status=bindparam("status"))
         stmt = stmt.values(body=bindparam("body"))
         with self._begin() as conn:
-            conn.execute(stmt, rows)
+            if rows:
+                conn.execute(stmt, rows)
+            _write_outbox(conn, outbox)
+
+    def read_outbox(self, topic: str, after_id: int = 0, limit: int = 100) -> list[OutboxRecord]:
+        stmt = select(outbox).where(outbox.c.topic == topic, outbox.c.id > after_id).order_by(outbox.c.id).limit(limit)
+        with self._begin() as conn:
+            return [OutboxRecord(row.id, row.topic, row.key, row.created_at, row.body) for row in conn.execute(stmt)]
+
+    def delete_outbox(self, topic: str, up_to_id: int) -> None:
+        with self._begin() as conn:
+            conn.execute(delete(outbox).where(outbox.c.topic == topic, outbox.c.id <= up_to_id))
 
     def get_jobs(self, ids: Sequence[str]) -> list[JobRecord]:
         if not ids:
@@ -392,3 +413,11 @@ def _job_row(r: JobRecord) -> dict[str, Any]:
         "definition_name": r.definition_name,
         "definition_revision": r.definition_revision,
     }
+
+
+def _write_outbox(conn: Connection, entries: Sequence[OutboxEntry]) -> None:
+    if entries:
+        conn.execute(
+            insert(outbox),
+            [{"topic": e.topic, "key": e.key, "created_at": e.created_at, "body": e.body} for e in entries],
+        )

@@ -49,3 +49,14 @@ jobs = Table(
     Index("ix_jobs_parent_index", "parent_id", "array_index"),
     Index("ix_jobs_status", "status"),
 )
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("topic", String(64), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("body", Text, nullable=False),
+    Index("ix_outbox_topic_id", "topic", "id"),
+)

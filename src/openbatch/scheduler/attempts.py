@@ -1,0 +1,181 @@
+"""Attempts: placing a job (STARTING, committed), handing it to the executor once that is durable,
+timeouts, process exits (success, retry, failure), cancel and terminate."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+
+from openbatch.domain import transitions as t
+from openbatch.domain.job import Attempt, Job
+from openbatch.domain.states import TERMINAL
+from openbatch.executors.base import ExitInfo, LaunchSpec
+from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, EngineCore, RunningAttempt, S, _remove_empty_dir
+
+TASK_FAILED_TO_START = "Task failed to start"
+
+
+class AttemptsMixin(EngineCore):
+    def _launch(self, job: Job, ce_name: str, now: int) -> None:
+        """Place ``job`` on ``ce_name``: the attempt exists (STARTING) from here, and its process is started
+        only after this state is committed, so a crash in between can never leave a running process behind
+        a job the store still shows as RUNNABLE (which a restart would run a second time)."""
+        task_id = uuid.uuid4().hex
+        attempt = Attempt(task_id=task_id, log_stream=f"{job.spec.definition_name[:200]}/default/{task_id}")
+        self._set(job, lambda j: t.place(j, ce_name, attempt))
+        self._running[job.id] = RunningAttempt(self.capacity.acquire(job.spec.resources, ce_name))
+        self._to_launch.append(job)
+
+    def _after_commit(self) -> None:
+        placed, self._to_launch = self._to_launch, []
+        if not placed:
+            return
+        launching = time.perf_counter()
+        for job in placed:
+            running = self._running.get(job.id)
+            if running is None or running.handle is not None:
+                continue
+            if running.stop_reason is not None:
+                # Terminated between placement and launch: the process is never started.
+                self._on_exit(job.id, ExitInfo(exit_code=None, started=False))
+                continue
+            self._hand_to_executor(job, running)
+        self.stats.launch_seconds += time.perf_counter() - launching
+        self.wake()  # the RUNNING states (and any exits) are flushed by the next cycle
+
+    def _hand_to_executor(self, job: Job, running: RunningAttempt) -> None:
+        job_id = job.id
+        running.handle = self.executor.launch(self.launch_spec(job, running.gpu_ids), partial(self._on_exit, job_id))
+        if job.current is not None:
+            job.current.pid = running.handle.pid
+        if job.status is S.STARTING:
+            now = self.clock.now_ms()
+            self._set(job, lambda j: t.start(j, now))
+        self._arm_timeout(job, running)
+
+    def _arm_timeout(self, job: Job, running: RunningAttempt) -> None:
+        timeout = job.spec.timeout_seconds
+        if not timeout:
+            return
+        started = job.started_at or self.clock.now_ms()
+        delay = max(0.0, timeout - (self.clock.now_ms() - started) / 1000)
+        running.timer = asyncio.get_running_loop().call_later(delay, self._time_out, job.id)
+
+    def launch_spec(self, job: Job, gpu_ids: tuple[int, ...]) -> LaunchSpec:
+        spec = job.spec
+        current = job.current
+        assert current is not None, "a placed job has a current attempt"
+        environment = dict(spec.environment)
+        for source in self._launch_environments:
+            environment.update(source(job, job.attempt_number))
+        environment.update(
+            AWS_BATCH_JOB_ID=job.id,
+            AWS_BATCH_JOB_ATTEMPT=str(job.attempt_number),
+            AWS_BATCH_JQ_NAME=spec.queue,
+            AWS_BATCH_CE_NAME=job.compute_environment or "",
+        )
+        if job.array_index is not None:
+            environment["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)
+            environment["AWS_BATCH_JOB_ARRAY_SIZE"] = str(spec.array_size)
+        return LaunchSpec(
+            job_id=job.id,
+            attempt=job.attempt_number,
+            command=spec.command,
+            environment=environment,
+            working_dir=self.work_dir_of(job.id),
+            log_stream=current.log_stream or current.task_id or job.id,
+            memory_mib=spec.resources.memory_mib,
+            gpu_ids=gpu_ids,
+        )
+
+    def _time_out(self, job_id: str) -> None:
+        running = self._running.get(job_id)
+        if running is None:
+            return
+        running.timed_out = True
+        if running.handle is not None:
+            self.executor.kill(running.handle, self.kill_grace_seconds, None)
+
+    def _on_exit(self, job_id: str, info: ExitInfo) -> None:
+        job = self.jobs.get(job_id)
+        running = self._running.pop(job_id, None)
+        if job is None or running is None:
+            return
+        if running.timer is not None:
+            running.timer.cancel()
+        self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)
+        self._release_share(job)
+        now = self.clock.now_ms()
+        if running.stop_reason is not None:
+            status_reason = running.stop_reason
+        elif not info.started:
+            status_reason = TASK_FAILED_TO_START
+        elif self._stopping and running.stop_reason is None and not running.timed_out:
+            status_reason = HOST_TERMINATED
+            info = ExitInfo(exit_code=info.exit_code, reason=SERVER_STOPPED, started=True)
+        elif running.timed_out:
+            status_reason = t.TIMEOUT_REASON
+        else:
+            status_reason = t.ESSENTIAL_CONTAINER_EXITED
+        attempt = t.finish_attempt(job, now, info.exit_code, info.reason, status_reason)
+        if running.stop_reason is not None:
+            reason = running.stop_reason
+            self._finish(job, lambda j: t.terminate(j, now, reason))
+        elif running.timed_out:
+            self._finish(job, lambda j: t.fail(j, now, t.TIMEOUT_REASON))
+        elif info.exit_code == 0 and info.started:
+            self._finish(job, lambda j: t.succeed(j, now))
+        elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, lambda j: t.retry(j, now))
+            self._enqueue(job)
+        else:
+            self._finish(job, lambda j: t.fail(j, now, status_reason))
+        if job.status in TERMINAL:
+            # Off the event loop: removing a directory costs more than starting a job on
+            # some file systems. Only finished jobs, so a retry never races its own mkdir.
+            self._janitor.submit(_remove_empty_dir, self.work_dir_of(job_id))
+        self.wake()
+
+    def cancel(self, job: Job, reason: str) -> None:
+        """CancelJob: effective before STARTING; PENDING jobs fail once their dependencies finish."""
+        now = self.clock.now_ms()
+        if job.is_array_parent:
+            self._for_children(job, lambda child: self.cancel(child, reason))
+            return
+        if job.status in (S.SUBMITTED, S.RUNNABLE):
+            self._queue_of(job).discard(job)
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+        elif job.status is S.PENDING:
+            job.cancel_reason = reason
+            job.is_cancelled = True
+            self._dirty[job.id] = job
+        self.wake()
+
+    def terminate(self, job: Job, reason: str) -> None:
+        """TerminateJob: like cancel before STARTING; stops the process group after that."""
+        if job.is_array_parent:
+            self._for_children(job, lambda child: self.terminate(child, reason))
+            return
+        if job.status in (S.STARTING, S.RUNNING):
+            running = self._running.get(job.id)
+            if running is not None and running.stop_reason is None:
+                running.stop_reason = reason
+                if running.handle is not None:  # else it is never launched (see _after_commit)
+                    self.executor.kill(running.handle, self.kill_grace_seconds, None)
+            return
+        if job.status is S.PENDING:
+            now = self.clock.now_ms()
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+            self.wake()
+            return
+        self.cancel(job, reason)
+
+    def _for_children(self, parent: Job, action: Callable[[Job], None]) -> None:
+        size = parent.spec.array_size or 0
+        for index in range(size):
+            child = self.jobs.get(f"{parent.id}:{index}")
+            if child is not None and child.status not in TERMINAL:
+                action(child)

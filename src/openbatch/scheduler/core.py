@@ -1,0 +1,300 @@
+"""Shared state of the job engine and the primitives every part of it uses.
+
+The engine is one object (``JobEngine`` in ``engine.py``) assembled from parts, one
+module each: dependencies and arrays (``dependencies.py``), dispatch and waiting
+reasons (``dispatch.py``), attempts (``attempts.py``) and start-up recovery
+(``recovery.py``). This module holds what they share: the job table, state changes
+with their consequences (array summaries, persistence, listeners) and the flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from openbatch.clock import Clock
+from openbatch.domain import transitions as t
+from openbatch.domain.job import Job, StatusChange
+
+__all__ = ["StatusChange"]
+from openbatch.domain.resources import FairsharePolicy
+from openbatch.domain.states import TERMINAL, JobStatus
+from openbatch.executors.base import Executor, Handle
+from openbatch.scheduler.capacity import Capacity
+from openbatch.scheduler.fairshare import FairshareQueue
+from openbatch.scheduler.queues import FifoQueue, RunnableQueue
+from openbatch.scheduler.registry import Registry
+from openbatch.store.base import OutboxEntry, Store
+from openbatch.store.job_codec import to_record
+
+logger = logging.getLogger(__name__)
+
+S = JobStatus
+HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+SERVER_STOPPED = "The OpenBatch server stopped while this attempt was running"
+
+StatusListener = Callable[[Sequence[StatusChange]], None]
+"""Told, after the commit, of the job state changes a flush or an admission wrote."""
+OutboxSource = Callable[[Sequence[StatusChange]], list[OutboxEntry]]
+"""Turns state changes into outbox entries written in the same transaction as the jobs."""
+LaunchEnvironment = Callable[[Job, int], Mapping[str, str]]
+"""Variables added to an attempt's environment (job, attempt number)."""
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters for benchmarks and metrics."""
+
+    cycles: int = 0
+    cycle_seconds: float = 0.0
+    """Time spent in cycles (evaluate + dispatch + flush), excluding process exits."""
+    dispatched: int = 0
+    """Placement decisions that launched an attempt."""
+    launch_seconds: float = 0.0
+    """Part of ``cycle_seconds`` spent in the executor starting processes."""
+    flush_seconds: float = 0.0
+    """Part of ``cycle_seconds`` spent writing to the store."""
+
+    @property
+    def decision_seconds(self) -> float:
+        """Scheduling logic alone: evaluate and dispatch, without process starts and store writes."""
+        return self.cycle_seconds - self.launch_seconds - self.flush_seconds
+
+
+class RunningAttempt:
+    """Executor-side state of one attempt in STARTING/RUNNING."""
+
+    __slots__ = ("gpu_ids", "handle", "stop_reason", "timed_out", "timer")
+
+    def __init__(self, gpu_ids: tuple[int, ...]) -> None:
+        self.handle: Handle | None = None
+        """Set once the attempt is handed to the executor (after its STARTING state is committed)."""
+        self.gpu_ids = gpu_ids
+        self.timer: asyncio.TimerHandle | None = None
+        self.timed_out = False
+        self.stop_reason: str | None = None
+
+
+class EngineCore:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        executor: Executor,
+        registry: Registry,
+        capacity: Capacity,
+        work_dir: Path,
+        kill_grace_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.executor = executor
+        self.registry = registry
+        self.capacity = capacity
+        self.work_dir = work_dir
+        self._shards = [work_dir / f"{shard:02x}" for shard in range(256)]
+        self.kill_grace_seconds = kill_grace_seconds
+        self.jobs: dict[str, Job] = {}
+        """Unfinished jobs, plus finished ones until their final state is flushed."""
+        self.runnable: dict[str, RunnableQueue] = {}
+        self._dependents: dict[str, list[str]] = defaultdict(list)
+        self._unmet: dict[str, int] = {}
+        self._dep_failed: set[str] = set()
+        self._to_evaluate: list[Job] = []
+        self._dirty: dict[str, Job] = {}
+        self._changes: list[StatusChange] = []
+        """State changes since the last flush, in order: for listeners and the outbox."""
+        self._running: dict[str, RunningAttempt] = {}
+        self._to_launch: list[Job] = []
+        """Placed attempts, handed to the executor once their STARTING state is committed."""
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._janitor = ThreadPoolExecutor(1, thread_name_prefix="openbatch-janitor")
+        self.blocked: dict[str, str] = {}
+        """Per job queue: why its head could not be placed in the last cycle."""
+        self._blocked_since: dict[str, tuple[str, int]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0
+        self.stats = EngineStats()
+        self._status_listeners: list[StatusListener] = []
+        self._outbox_sources: list[OutboxSource] = []
+        self._launch_environments: list[LaunchEnvironment] = []
+
+    # --- seams for other capabilities ---------------------------------------------------
+
+    def add_status_listener(self, listener: StatusListener) -> None:
+        """``listener`` is called on the event loop after each commit of job state changes."""
+        self._status_listeners.append(listener)
+
+    def add_outbox_source(self, source: OutboxSource) -> None:
+        """``source``'s entries are committed in the same transaction as the state changes they describe."""
+        self._outbox_sources.append(source)
+
+    def add_launch_environment(self, source: LaunchEnvironment) -> None:
+        """``source`` adds variables to every attempt's environment."""
+        self._launch_environments.append(source)
+
+    def outbox_for(self, changes: Sequence[StatusChange]) -> list[OutboxEntry]:
+        return [entry for source in self._outbox_sources for entry in source(changes)]
+
+    def notify(self, changes: Sequence[StatusChange]) -> None:
+        """Tell listeners about committed changes; a failing listener never stops the engine."""
+        if not changes:
+            return
+        for listener in self._status_listeners:
+            try:
+                listener(changes)
+            except Exception:
+                logger.exception("job status listener %r failed", listener)
+
+    # --- parts provided by the other modules -------------------------------------------
+
+    def _on_terminal(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def _launch(self, job: Job, ce_name: str, now: int) -> None:
+        raise NotImplementedError
+
+    # --- basics -------------------------------------------------------------------------
+
+    def work_dir_of(self, job_id: str) -> Path:
+        """``<work>/<shard>/<jobId>``: 256 shards keep creating and removing one job's directory from
+        contending for the same parent directory lock as every other job's."""
+        return self._shards[zlib.crc32(job_id.encode()) & 0xFF] / job_id
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def mark_dirty(self, job: Job) -> None:
+        """Persist ``job`` at the next flush (for changes outside transitions, such as tags)."""
+        self._dirty[job.id] = job
+
+    # --- array parents --------------------------------------------------------------
+
+    def _array_done(self, parent: Job) -> bool:
+        summary = parent.status_summary or {}
+        return summary.get("SUCCEEDED", 0) + summary.get("FAILED", 0) >= (parent.spec.array_size or 0)
+
+    def _close_array(self, parent: Job, now: int) -> None:
+        if parent.status is S.SUBMITTED:
+            self._set(parent, t.wait_for_dependencies)
+        summary = parent.status_summary or {}
+        if summary.get("FAILED", 0):
+            self._set(parent, lambda j: t.fail(j, now, t.ARRAY_CHILD_FAILED))
+        else:
+            self._set(parent, lambda j: t.succeed(j, now, None))
+        parent.stopped_at = now
+
+    def _count_child(self, child: Job, old: JobStatus | None) -> None:
+        parent = self.jobs.get(child.parent_id) if child.parent_id else None
+        if parent is None or parent.status_summary is None:
+            return
+        summary = parent.status_summary
+        if old is not None:
+            summary[old.value] -= 1
+        summary[child.status.value] += 1
+        parent.summary_updated_at = self.clock.now_ms()
+        self._dirty[parent.id] = parent
+
+    # --- state changes ----------------------------------------------------------------
+
+    def _set(self, job: Job, change: Callable[[Job], JobStatus]) -> None:
+        """Apply a transition and record its consequences (persistence, array summary)."""
+        old = change(job)
+        self._dirty[job.id] = job
+        if old is not job.status:
+            self._changes.append(StatusChange(job.id, old, job.status, self.clock.now_ms(), job))
+        if job.parent_id is not None:
+            self._count_child(job, old)
+
+    def _finish(self, job: Job, change: Callable[[Job], JobStatus]) -> None:
+        """A transition into a terminal state, with propagation."""
+        self._set(job, change)
+        self._on_terminal(job)
+
+    def _enqueue(self, job: Job) -> None:
+        """A job became RUNNABLE: queue it, and have its working directory made off the event loop
+        (creating a directory costs more than starting a process on some file systems)."""
+        self._queue_of(job).push(job)
+        if not job.attempts:
+            self._janitor.submit(_make_dirs, self.work_dir_of(job.id))
+
+    def _queue_of(self, job: Job) -> RunnableQueue:
+        queue = self.runnable.get(job.spec.queue)
+        if queue is None:
+            queue = self.runnable[job.spec.queue] = self._new_queue(job.spec.queue)
+        return queue
+
+    def _new_queue(self, name: str) -> RunnableQueue:
+        fairshare = self._fairshare_policy(name)
+        return FifoQueue() if fairshare is None else FairshareQueue(fairshare, self.clock)
+
+    def _fairshare_policy(self, name: str) -> FairsharePolicy | None:
+        queue = self.registry.queues.get(name)
+        policy = self.registry.policy_of(queue) if queue is not None else None
+        return policy.fairshare if policy is not None else None
+
+    def _sync_queue_kinds(self) -> None:
+        """Apply policy changes: new weights at once; a queue that gained or lost a policy is re-ordered."""
+        for name, waiting in list(self.runnable.items()):
+            fairshare = self._fairshare_policy(name)
+            if isinstance(waiting, FairshareQueue) and fairshare is not None:
+                waiting.set_policy(fairshare)
+            elif isinstance(waiting, FairshareQueue) != (fairshare is not None):
+                replacement = self._new_queue(name)
+                for job in waiting:
+                    replacement.push(job)
+                self.runnable[name] = replacement
+
+    def _release_share(self, job: Job) -> None:
+        waiting = self.runnable.get(job.spec.queue)
+        if isinstance(waiting, FairshareQueue):
+            waiting.stopped(job)
+
+    def _note_reason(self, job: Job | None, reason: str) -> None:
+        if job is not None and job.status_reason != reason:
+            job.status_reason = reason
+            self._dirty[job.id] = job
+
+    # --- persistence ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write every changed job in one transaction (with its outbox entries); forget finished ones;
+        then tell listeners and hand placed attempts to the executor."""
+        if self._dirty:
+            dirty, changes = self._dirty, self._changes
+            # Cleared only after the commit: if the store fails, the next flush retries these.
+            self.store.save_jobs([to_record(job) for job in dirty.values()], outbox=self.outbox_for(changes))
+            self._dirty, self._changes = {}, []
+            for job in dirty.values():
+                if job.status in TERMINAL and job.id not in self._running:
+                    self.jobs.pop(job.id, None)
+            self.notify(changes)
+        self._after_commit()
+
+    def _after_commit(self) -> None:
+        """Work that must wait until the state it follows from is durable (see ``attempts.py``)."""
+
+
+def _make_dirs(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        logger.warning("could not create working directory %s", path)
+
+
+def _remove_empty_dir(path: Path) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # not empty (the job left files for the user) or already gone

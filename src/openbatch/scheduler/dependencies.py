@@ -1,0 +1,116 @@
+"""Admission, dependency edges and the evaluation of new jobs (SUBMITTED → PENDING / RUNNABLE / FAILED),
+and the propagation of terminal states to dependents and array parents."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+from openbatch.domain import transitions as t
+from openbatch.domain.job import Job
+from openbatch.domain.states import TERMINAL, JobStatus
+from openbatch.scheduler.core import EngineCore, S
+
+
+class DependencyMixin(EngineCore):
+    def admit(self, jobs: Iterable[Job]) -> None:
+        """Take newly committed jobs (parents before their children)."""
+        batch = list(jobs)
+        for job in batch:
+            self.jobs[job.id] = job
+        # One store query for every dependency that already left memory, not one per job:
+        # 10,000 children depending on one finished job must not cost 10,000 queries.
+        outside = {d for job in batch for d in job.deps if d not in self.jobs}
+        finished = self._stored_statuses(outside)
+        for job in batch:
+            self._register_dependencies(job, finished)
+            self._to_evaluate.append(job)
+        self.wake()
+
+    def _stored_statuses(self, ids: Iterable[str]) -> dict[str, JobStatus]:
+        wanted = list(ids)
+        statuses: dict[str, JobStatus] = {}
+        for start in range(0, len(wanted), 500):
+            statuses.update((r.id, S(r.status)) for r in self.store.get_jobs(wanted[start : start + 500]))
+        return statuses
+
+    def _register_dependencies(self, job: Job, finished: dict[str, JobStatus]) -> None:
+        unmet = 0
+        for dep_id in job.deps:
+            dep = self.jobs.get(dep_id)
+            # A dependency unknown to memory and store was validated at submit and is gone: met.
+            status = dep.status if dep is not None else finished.get(dep_id, S.SUCCEEDED)
+            if status is S.SUCCEEDED:
+                continue
+            if status is S.FAILED:
+                self._dep_failed.add(job.id)
+                continue
+            self._dependents[dep_id].append(job.id)
+            unmet += 1
+        if unmet:
+            self._unmet[job.id] = unmet
+
+    def _evaluate(self, now: int) -> None:
+        batch, self._to_evaluate = self._to_evaluate, []
+        for job in batch:
+            if job.status not in (S.SUBMITTED, S.PENDING):
+                continue
+            if job.is_array_parent:
+                if job.status is S.SUBMITTED:
+                    self._set(job, t.wait_for_dependencies)
+                continue
+            if job.id in self._dep_failed:
+                self._finish(job, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+            elif self._unmet.get(job.id):
+                if job.status is S.SUBMITTED:
+                    self._set(job, t.wait_for_dependencies)
+            else:
+                self._release_pending(job, now)
+
+    def _release_pending(self, job: Job, now: int) -> None:
+        """All dependencies succeeded: run the job, or apply a cancel that was waiting for this."""
+        if job.cancel_reason is not None:
+            reason = job.cancel_reason
+            self._finish(job, lambda j: t.cancel(j, now, reason))
+            return
+        self._set(job, lambda j: t.make_runnable(j, now))
+        self._enqueue(job)
+
+    def _on_terminal(self, job: Job) -> None:
+        """Propagate a terminal state to dependents and the array parent, iteratively.
+
+        A worklist instead of recursion: a SEQUENTIAL array of 10,000 children
+        failing at child 0 cascades 10,000 levels deep.
+        """
+        work = [job]
+        now = self.clock.now_ms()
+        while work:
+            done = work.pop()
+            self._unmet.pop(done.id, None)
+            self._dep_failed.discard(done.id)
+            for dependent_id in self._dependents.pop(done.id, ()):
+                dependent = self.jobs.get(dependent_id)
+                if dependent is None or dependent.status in TERMINAL:
+                    continue
+                if done.status is S.FAILED:
+                    # A job with an unfinished dependency is always SUBMITTED or PENDING.
+                    self._set(dependent, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+                    work.append(dependent)
+                    continue
+                left = self._unmet.get(dependent_id, 1) - 1
+                if left > 0:
+                    self._unmet[dependent_id] = left
+                    continue
+                self._unmet.pop(dependent_id, None)
+                if dependent.status is S.PENDING:
+                    if dependent.cancel_reason is not None:
+                        reason = dependent.cancel_reason
+                        self._set(dependent, partial(t.cancel, now=now, reason=reason))
+                        work.append(dependent)
+                    else:
+                        self._set(dependent, lambda j: t.make_runnable(j, now))
+                        self._enqueue(dependent)
+            parent = self.jobs.get(done.parent_id) if done.parent_id else None
+            if parent is not None and parent.status not in TERMINAL and self._array_done(parent):
+                self._close_array(parent, now)
+                work.append(parent)

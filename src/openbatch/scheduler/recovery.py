@@ -1,0 +1,89 @@
+"""Start-up recovery: reload unfinished jobs and rebuild the in-memory state from the store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from pathlib import Path
+
+from openbatch.domain import transitions as t
+from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
+from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, S
+from openbatch.scheduler.dependencies import DependencyMixin
+from openbatch.store.job_codec import from_record
+
+logger = logging.getLogger(__name__)
+
+
+class RecoveryMixin(DependencyMixin):
+    def recover(self) -> None:
+        """Reload unfinished jobs after a restart.
+
+        Attempts that were STARTING/RUNNING when the server stopped cannot be
+        re-attached (their output pipes died with the server): their process
+        group is killed and the attempt ends as a lost host, so retry rules
+        such as ``onStatusReason: "Host EC2*"`` apply exactly as on AWS.
+        """
+        records = self.store.load_unfinished_jobs()
+        if not records:
+            return
+        records.sort(key=lambda r: (r.array_index is not None, r.created_at))
+        specs: dict[str, JobSpec] = {}
+        loaded: list[Job] = []
+        for record in records:
+            parent_spec = specs.get(record.parent_id or "")
+            if record.parent_id is not None and parent_spec is None:
+                parents = self.store.get_jobs([record.parent_id])
+                if parents:
+                    parent_spec = specs[record.parent_id] = from_record(parents[0]).spec
+            job = from_record(record, parent_spec)
+            if job.array_index is None:
+                specs[job.id] = job.spec
+            self.jobs[job.id] = job
+            loaded.append(job)
+        now = self.clock.now_ms()
+        self._recount_arrays(loaded)
+        waiting = [job for job in loaded if job.status in (S.SUBMITTED, S.PENDING)]
+        finished = self._stored_statuses({d for job in waiting for d in job.deps if d not in self.jobs})
+        for job in waiting:
+            self._register_dependencies(job, finished)
+            self._to_evaluate.append(job)
+        for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
+            self._enqueue(job)
+        for job in loaded:
+            if job.status in (S.STARTING, S.RUNNING):
+                self._abandon_attempt(job, now)
+        logger.info("recovered %d unfinished jobs", len(loaded))
+
+    def _recount_arrays(self, loaded: list[Job]) -> None:
+        for job in loaded:
+            if job.is_array_parent:
+                summary = dict.fromkeys(STATUS_SUMMARY_KEYS, 0)
+                summary.update(self.store.count_children(job.id))
+                job.status_summary = summary
+
+    def _abandon_attempt(self, job: Job, now: int) -> None:
+        pid = job.current.pid if job.current else None
+        if pid:
+            _kill_orphan(pid, job.id)
+        attempt = t.finish_attempt(job, now, None, SERVER_STOPPED, HOST_TERMINATED)
+        if t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, lambda j: t.retry(j, now))
+            self._enqueue(job)
+        else:
+            self._finish(job, lambda j: t.fail(j, now, HOST_TERMINATED))
+
+
+def _kill_orphan(pid: int, job_id: str) -> None:
+    """Kill the process group of an attempt left by a previous server, if it is still that job's."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return
+    if f"AWS_BATCH_JOB_ID={job_id}".encode() not in environ.split(b"\0"):
+        return  # the pid now belongs to another process
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
