@@ -38,6 +38,8 @@ class ServerProcess:
     extra_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     """Variables added to the server's environment."""
+    auth_file: Path | None = None
+    """``--auth-file``: SigV4 keys and policies (``None``: no authentication, as before)."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -51,6 +53,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         extra = [*self.extra_args, *(["--database-url", self.database_url] if self.database_url else [])]
+        if self.auth_file is not None:
+            extra += ["--auth-file", str(self.auth_file)]
         self.process = launch_server(self.data_dir, self.port, extra_args=extra, env=self.env, timeout=timeout)
         return self
 

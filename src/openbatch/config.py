@@ -15,6 +15,9 @@ class Settings:
     port: int = 8080
     account_id: str = "123456789012"
     region: str = "us-east-1"
+    auth_file: Path | None = None
+    """Access keys, policies and job role credentials (``auth/config.py``); ``None``: no authentication,
+    loopback only."""
     kill_grace_seconds: float = 30.0
     """SIGTERM→SIGKILL grace for terminate and timeout (AWS uses 30 s)."""
     create_defaults: bool = True

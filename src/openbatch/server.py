@@ -17,6 +17,7 @@ from openbatch.api.app import create_app
 from openbatch.api.auth import ScopeAuthenticator
 from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
+from openbatch.auth.setup import install_auth
 from openbatch.config import Settings
 from openbatch.runtime import Runtime
 
@@ -43,6 +44,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         lifespan=lifespan,
         extra_routes=[Route("/", logs.handle, methods=["POST"])],
     )
+    install_auth(app, runtime.ctx, settings)
     return app, runtime
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from openbatch.cli import demo, logs_cmd
+from openbatch.cli import demo, keys_cmd, logs_cmd
 from openbatch.config import Settings
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.command("logs")(logs_cmd.logs)
 app.command("demo")(demo.demo)
+app.add_typer(keys_cmd.app, name="keys")
 
 DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
 
@@ -36,6 +37,11 @@ def server(
         None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
     ),
     kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    auth_file: Path | None = typer.Option(
+        None,
+        envvar="OPENBATCH_AUTH_FILE",
+        help="Access keys (SigV4), IAM policies and job role credentials (YAML/JSON). Without it: loopback only.",
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Run the API server, scheduler and local executor in one process."""
@@ -51,6 +57,7 @@ def server(
         region=region,
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
+        auth_file=auth_file,
     )
     serve(settings, log_level=log_level)
 
