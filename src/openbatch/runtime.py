@@ -22,6 +22,7 @@ from openbatch.service.consumable_resources import ConsumableUsage, NoUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.jobs import JobService
 from openbatch.store.sql import SqlStore
+from openbatch.workflows.capability import Workflows
 
 logger = logging.getLogger(__name__)
 DEFAULT_NAME = "default"
@@ -40,6 +41,7 @@ class Runtime:
         self.registry = Registry(self.store, self.ctx.host_vcpus)
         self.log_store = LogStore(settings.logs_dir)
         self._jobs: JobService | None = None
+        self.workflows: Workflows | None = None
         self._consumable_usage: ConsumableUsage = NoUsage()
 
     @property
@@ -55,6 +57,11 @@ class Runtime:
     @property
     def consumable_usage(self) -> ConsumableUsage:
         return self._consumable_usage
+
+    def started_workflows(self) -> Workflows:
+        if self.workflows is None:
+            raise RuntimeError("the runtime has not been started")
+        return self.workflows
 
     def job_operation(self, name: str, caller: Caller, request: Any) -> Reply:
         return self.jobs.dispatch(name, caller, request)
@@ -76,9 +83,13 @@ class Runtime:
         )
         self._jobs = JobService(self.ctx, engine)
         self.ctx.listeners.append(engine.resources_changed)
+        self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         engine.start()
+        self.workflows.start()
 
     async def stop(self) -> None:
+        if self.workflows is not None:
+            await self.workflows.stop()
         if self._jobs is not None:
             await self._jobs.engine.stop()
         self.store.close()

@@ -20,6 +20,7 @@ from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import install_auth
 from openbatch.config import Settings
 from openbatch.runtime import Runtime
+from openbatch.workflows.capability import routes as workflow_routes
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         runtime,
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
-        extra_routes=[Route("/", logs.handle, methods=["POST"])],
+        extra_routes=[Route("/", logs.handle, methods=["POST"]), *workflow_routes(runtime.started_workflows)],
     )
     install_auth(app, runtime.ctx, settings)
     return app, runtime

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from openbatch.cli import demo, keys_cmd, logs_cmd
+from openbatch.cli import demo, keys_cmd, logs_cmd, workflow_cmd
 from openbatch.config import Settings
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 app.command("logs")(logs_cmd.logs)
 app.command("demo")(demo.demo)
 app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(workflow_cmd.app, name="workflow")
 
 DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
 

@@ -57,11 +57,11 @@ class Api:
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint.rstrip("/")
-        self.client = httpx.Client(base_url=self.endpoint, timeout=60.0)
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         try:
-            response = self.client.request(method, path, json=body, params=params)
+            with httpx.Client(base_url=self.endpoint, timeout=60.0) as client:
+                response = client.request(method, path, json=body, params=params)
         except httpx.HTTPError as exc:
             fail(f"cannot reach OpenBatch at {self.endpoint} ({type(exc).__name__}: {exc}); is the server running?")
         try:

@@ -463,13 +463,17 @@ class WorkflowService:
         run = self.runs.get(where[0])
         if run is None:
             return {}
-        env = {"OPENBATCH_OUTPUT": str(self.output_path(run.run_id, where[1], job.array_index))}
         items = self._items.get((run.run_id, where[1]))
-        if items is not None:
-            index = job.array_index or 0
-            item = items[index] if index < len(items) else None
-            env["OPENBATCH_ITEM"] = item if isinstance(item, str) else json.dumps(item)
-        return env
+        if items is None:
+            return {"OPENBATCH_OUTPUT": str(self.output_path(run.run_id, where[1], None))}
+        # A map over one item is a plain job: it still gets index 0, like an array child.
+        index = job.array_index or 0
+        item = items[index] if index < len(items) else None
+        return {
+            "OPENBATCH_OUTPUT": str(self.output_path(run.run_id, where[1], index)),
+            "OPENBATCH_ITEM": item if isinstance(item, str) else json.dumps(item),
+            "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
+        }
 
     # --- advancing a run ----------------------------------------------------------
 
@@ -625,9 +629,11 @@ class WorkflowService:
         return request, tuple(depends)
 
     def _remove_outputs(self, run: RunState, step: StepState) -> None:
-        """A redriven step must not see the output files of its previous job."""
+        """A redriven step must not see the output files of its previous job; the directory must exist."""
         self.output_path(run.run_id, step.name, None).unlink(missing_ok=True)
-        shutil.rmtree(self.output_path(run.run_id, step.name, 0).parent, ignore_errors=True)
+        children = self.output_path(run.run_id, step.name, 0).parent
+        shutil.rmtree(children, ignore_errors=True)
+        (children if step.array_size is not None else children.parent).mkdir(parents=True, exist_ok=True)
 
     def _ensure_job_definition(self, spec: wf.WorkflowSpec) -> None:
         """One job definition per workflow carries its command steps (commands and resources are overrides)."""
