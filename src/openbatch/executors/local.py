@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -65,13 +64,22 @@ def _chop(line: bytes) -> list[bytes]:
     return pieces
 
 
-def _group_rss(groups: Mapping[int, object]) -> dict[int, int]:
-    """Resident bytes per process group, for the groups asked about, from one pass over /proc."""
-    totals: dict[int, int] = {}
+class _Proc:
+    __slots__ = ("pgrp", "ppid", "rss")
+
+    def __init__(self, ppid: int, pgrp: int, rss: int) -> None:
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.rss = rss
+
+
+def _read_procs() -> dict[int, _Proc]:
+    """Parent, process group and resident bytes of every process, from one pass over /proc."""
+    procs: dict[int, _Proc] = {}
     try:
         names = os.listdir("/proc")
     except OSError:
-        return totals
+        return procs
     for name in names:
         if not name.isdigit():
             continue
@@ -88,12 +96,21 @@ def _group_rss(groups: Mapping[int, object]) -> dict[int, int]:
         # comm (field 2) may hold spaces and parentheses; everything after the last ')' is fixed.
         fields = data[data.rfind(b")") + 2 :].split(b" ", 23)
         try:
-            pgrp = int(fields[2])
-            if pgrp in groups:
-                totals[pgrp] = totals.get(pgrp, 0) + int(fields[21]) * _PAGE_SIZE
+            procs[int(name)] = _Proc(int(fields[1]), int(fields[2]), int(fields[21]) * _PAGE_SIZE)
         except (IndexError, ValueError):
             continue
-    return totals
+    return procs
+
+
+def _attempt_marker(pid: int) -> bytes | None:
+    """``AWS_BATCH_JOB_ID=…\0AWS_BATCH_JOB_ATTEMPT=…`` of ``pid``'s initial environment, if it has both."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    job = next((v for v in environ if v.startswith(b"AWS_BATCH_JOB_ID=")), None)
+    attempt = next((v for v in environ if v.startswith(b"AWS_BATCH_JOB_ATTEMPT=")), None)
+    return job + b"\0" + attempt if job is not None and attempt is not None else None
 
 
 # What a job inherits from the server's environment, like the few variables a
@@ -148,6 +165,8 @@ class _Attempt:
         "returncode",
         "spec",
         "drain_timer",
+        "escaped",
+        "marker",
         "writer",
     )
 
@@ -179,6 +198,14 @@ class _Attempt:
         self.reap_timer: asyncio.TimerHandle | None = None
         self.reap_delay = _REAP_FIRST_DELAY
         self.deadline = 0.0
+        self.escaped: set[int] = set()
+        """Descendants that left the process group (``setsid``, ``setpgid``): found by following parent
+        links (and, for orphans re-parented to this subreaper, the job's variables), killed and counted
+        with the group."""
+        env = spec.environment
+        job_id = env.get("AWS_BATCH_JOB_ID", spec.job_id)
+        attempt = env.get("AWS_BATCH_JOB_ATTEMPT", str(spec.attempt))
+        self.marker = f"AWS_BATCH_JOB_ID={job_id}\0AWS_BATCH_JOB_ATTEMPT={attempt}".encode()
 
     @property
     def pid(self) -> int:
@@ -207,16 +234,18 @@ class LocalExecutor:
     orphans are re-parented here and their zombies reaped; ``on_exit`` is only
     called once the group is gone (or ``pipe_drain_seconds`` after the main
     exit, whichever is first). A descendant that moved itself to another
-    process group or session escapes all of this: it is not killed, and once
-    it exits it stays a zombie of this process, since reaping it here could
-    steal the exit status of a child some other component is waiting for.
+    process group or session (``setsid``, a double-forking daemon) is still
+    the attempt's: a scan of ``/proc`` every ``memory_poll_interval`` follows
+    parent links from the group (and identifies orphans re-parented to this
+    subreaper by the job's ``AWS_BATCH_*`` variables), so such processes are
+    signalled, counted against the memory limit and killed with the attempt.
 
     Memory limits are enforced without cgroups, which need privileges or a
     delegated hierarchy that a self-hosted server often lacks: one timer,
-    running only while some attempt has a limit, reads ``/proc/*/stat`` once
-    per ``memory_poll_interval`` and sums the resident set size per process
-    group. A group over its limit is SIGKILLed and reported as exit code 137
-    with an ``OutOfMemoryError`` reason. This is a sampling check: an
+    running while some attempt runs, reads ``/proc/*/stat`` once per
+    ``memory_poll_interval`` and sums the resident set size per attempt. An
+    attempt over its limit is SIGKILLed and reported as exit code 137 with an
+    ``OutOfMemoryError`` reason. This is a sampling check: an
     allocation spike shorter than the poll interval can go unnoticed (and a
     fast enough one can exhaust the host first), and pages shared between
     processes of a group are counted once per process.
@@ -240,8 +269,9 @@ class LocalExecutor:
         self._subreaper = reap_orphans and _become_subreaper()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active: set[_Attempt] = set()
-        self._limited: dict[int, _Attempt] = {}
-        self._memory_timer: asyncio.TimerHandle | None = None
+        self._watched: dict[int, _Attempt] = {}
+        """Attempts whose main process runs, by process group: scanned for escapes and memory."""
+        self._scan_timer: asyncio.TimerHandle | None = None
         self._idle: asyncio.Future[None] | None = None
         self._closing = False
         self._base_env = job_base_environment()
@@ -264,6 +294,9 @@ class LocalExecutor:
         if not spec.command:
             return self._not_started(loop, on_exit, "empty command")
         env = self._base_env | spec.environment
+        # The attempt's marker: how an orphan re-parented to this subreaper is traced back to it.
+        env.setdefault("AWS_BATCH_JOB_ID", spec.job_id)
+        env.setdefault("AWS_BATCH_JOB_ATTEMPT", str(spec.attempt))
         if spec.gpu_ids:
             visible = ",".join(str(gpu) for gpu in spec.gpu_ids)
             env["CUDA_VISIBLE_DEVICES"] = visible
@@ -295,9 +328,8 @@ class LocalExecutor:
             loop.add_reader(fd, self._on_pipe_readable, attempt, index)
         loop.add_reader(pidfd, self._on_main_exit, attempt)
         self._active.add(attempt)
-        if attempt.limit_bytes is not None:
-            self._limited[attempt.pgid] = attempt
-            self._arm_memory_timer()
+        self._watched[attempt.pgid] = attempt
+        self._arm_scan_timer()
         return attempt
 
     def kill(self, handle: Handle, grace_seconds: float | None = None, reason: str | None = None) -> None:
@@ -324,9 +356,9 @@ class LocalExecutor:
 
     async def aclose(self) -> None:
         self._closing = True
-        if self._memory_timer is not None:
-            self._memory_timer.cancel()
-            self._memory_timer = None
+        if self._scan_timer is not None:
+            self._scan_timer.cancel()
+            self._scan_timer = None
         if not self._active:
             return
         loop = self._require_loop()
@@ -376,6 +408,11 @@ class LocalExecutor:
             os.killpg(attempt.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
+        for pid in list(attempt.escaped):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                attempt.escaped.discard(pid)
 
     def _escalate(self, attempt: _Attempt) -> None:
         attempt.kill_timer = None
@@ -438,8 +475,10 @@ class LocalExecutor:
     def _on_main_exit(self, attempt: _Attempt) -> None:
         loop = self._require_loop()
         loop.remove_reader(attempt.pidfd)
-        # Kill the rest of the group before reaping: while the zombie leader
+        # Kill the rest of the group (and what left it) before reaping: while the zombie leader
         # exists its pid, and so the pgid, cannot be handed to a new process.
+        self._watched.pop(attempt.pgid, None)
+        self._adopt_orphans(attempt)
         self._signal(attempt, signal.SIGKILL)
         returncode = attempt.proc.poll()
         if returncode is None:
@@ -450,7 +489,6 @@ class LocalExecutor:
         if attempt.kill_timer is not None:
             attempt.kill_timer.cancel()
             attempt.kill_timer = None
-        self._limited.pop(attempt.pgid, None)
         attempt.deadline = loop.time() + self._pipe_drain
         if attempt.pipes[0] is not None or attempt.pipes[1] is not None:
             attempt.drain_timer = loop.call_later(self._pipe_drain, self._force_drain, attempt)
@@ -468,11 +506,22 @@ class LocalExecutor:
                     break
             except ChildProcessError:
                 break
+        self._adopt_orphans(attempt)
+        for pid in list(attempt.escaped):
+            try:
+                os.waitpid(pid, os.WNOHANG)  # ours to reap once re-parented to this subreaper
+            except ChildProcessError:
+                pass
+            try:
+                os.kill(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                attempt.escaped.discard(pid)
         try:
             os.killpg(attempt.pgid, 0)
         except (ProcessLookupError, PermissionError):
-            attempt.group_gone = True
-            return
+            if not attempt.escaped:
+                attempt.group_gone = True
+                return
         loop = self._require_loop()
         if loop.time() >= attempt.deadline:
             logger.warning("process group %d of job %s outlived its leader", attempt.pgid, attempt.spec.job_id)
@@ -552,22 +601,91 @@ class LocalExecutor:
         except Exception:
             logger.exception("on_exit callback of job %s failed", attempt.spec.job_id)
 
-    def _arm_memory_timer(self) -> None:
-        if self._memory_timer is None and self._limited and not self._closing:
-            loop = self._require_loop()
-            self._memory_timer = loop.call_later(self._memory_poll_interval, self._check_memory)
+    def _adopt_orphans(self, attempt: _Attempt) -> None:
+        """Claim (and kill) this subreaper's children that carry ``attempt``'s marker and left its group.
 
-    def _check_memory(self) -> None:
-        self._memory_timer = None
-        if not self._limited:
+        Cheaper than a scan of /proc, so it can run at every exit: only this process's own children
+        are read, from ``/proc/self/task/*/children``.
+        """
+        if not self._subreaper:
             return
-        usage = _group_rss(self._limited)
-        for pgid, rss in usage.items():
-            attempt = self._limited[pgid]
-            if attempt.limit_bytes is not None and rss > attempt.limit_bytes:
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            return
+        mains = {a.pgid for a in self._active}
+        for task in tasks:
+            try:
+                children = Path(f"/proc/self/task/{task}/children").read_text().split()
+            except OSError:
+                continue
+            for child in children:
+                pid = int(child)
+                if pid in mains or pid in attempt.escaped:
+                    continue
+                if _attempt_marker(pid) == attempt.marker:
+                    attempt.escaped.add(pid)
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+
+    def _arm_scan_timer(self) -> None:
+        if self._scan_timer is None and self._watched and not self._closing:
+            loop = self._require_loop()
+            self._scan_timer = loop.call_later(self._memory_poll_interval, self._scan)
+
+    def _scan(self, rearm: bool = True) -> None:
+        """One pass over /proc: find each attempt's escaped descendants, enforce memory limits."""
+        if rearm:
+            self._scan_timer = None
+        if not self._watched:
+            return
+        procs = _read_procs()
+        owner: dict[int, _Attempt] = {}
+        for pid, proc in procs.items():
+            attempt = self._watched.get(proc.pgrp)
+            if attempt is not None:
+                owner[pid] = attempt
+        for attempt in self._watched.values():
+            for pid in attempt.escaped:
+                if pid in procs:
+                    owner.setdefault(pid, attempt)
+        me = os.getpid()
+        for pid in procs:
+            if pid in owner:
+                continue
+            # Walk up to a known member (bounded: parent links end at 1 or 0).
+            chain: list[int] = []
+            cursor: int | None = pid
+            found: _Attempt | None = None
+            for _ in range(64):
+                if cursor is None or cursor in (0, 1, me):
+                    break
+                if cursor in owner:
+                    found = owner[cursor]
+                    break
+                chain.append(cursor)
+                parent = procs.get(cursor)
+                cursor = parent.ppid if parent is not None else None
+            if found is None and cursor == me and chain and self._subreaper:
+                # An orphan re-parented to this subreaper: whose attempt it is shows in its variables.
+                marker = _attempt_marker(chain[-1])
+                found = next((a for a in self._watched.values() if a.marker == marker), None)
+            if found is not None:
+                for member in chain:
+                    owner[member] = found
+                    if procs[member].pgrp != found.pgid:
+                        found.escaped.add(member)
+        usage: dict[int, int] = {}
+        for pid, attempt in owner.items():
+            usage[attempt.pgid] = usage.get(attempt.pgid, 0) + procs[pid].rss
+        for pgid, attempt in list(self._watched.items()):
+            if attempt.limit_bytes is not None and usage.get(pgid, 0) > attempt.limit_bytes:
                 if attempt.reason is None:
                     attempt.reason = OOM_REASON
                     attempt.oom = True
                 self._signal(attempt, signal.SIGKILL)
-                del self._limited[pgid]
-        self._arm_memory_timer()
+                attempt.limit_bytes = None
+        if rearm:
+            self._arm_scan_timer()

@@ -79,10 +79,14 @@ class Capacity:
             )
         return None
 
-    def acquire(self, need: Resources, ce_name: str) -> tuple[int, ...]:
+    def acquire(self, need: Resources, ce_name: str, gpu_ids: tuple[int, ...] | None = None) -> tuple[int, ...]:
+        """Take ``need`` on ``ce_name``; ``gpu_ids`` re-takes the GPUs a re-attached attempt already holds."""
         self.vcpus_used[ce_name] = self.vcpus_used.get(ce_name, 0.0) + need.vcpus
         if need.memory_mib is not None:
             self.memory_used += need.memory_mib
+        if gpu_ids is not None:
+            self.free_gpus = [gpu for gpu in self.free_gpus if gpu not in gpu_ids]
+            return gpu_ids
         taken = tuple(self.free_gpus[: need.gpus])
         del self.free_gpus[: need.gpus]
         return taken
