@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from openbatch.api import schemas as s
@@ -41,6 +42,8 @@ class Runtime:
         self.registry = Registry(self.store, self.ctx.host_vcpus)
         self.log_store = LogStore(settings.logs_dir)
         self._jobs: JobService | None = None
+        self.engine_hooks: list[Callable[[JobEngine], None]] = []
+        """Called with the engine before it starts: capabilities register their engine hooks here."""
         self.workflows: Workflows | None = None
         self._consumable_usage: ConsumableUsage = NoUsage()
 
@@ -84,6 +87,8 @@ class Runtime:
         self._jobs = JobService(self.ctx, engine)
         self.ctx.listeners.append(engine.resources_changed)
         self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
+        for hook in self.engine_hooks:
+            hook(engine)
         engine.start()
         self.workflows.start()
 

@@ -17,7 +17,7 @@ from openbatch.api.app import create_app
 from openbatch.api.auth import ScopeAuthenticator
 from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
-from openbatch.auth.setup import install_auth
+from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
 from openbatch.runtime import Runtime
 from openbatch.workflows.capability import routes as workflow_routes
@@ -45,7 +45,9 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         lifespan=lifespan,
         extra_routes=[Route("/", logs.handle, methods=["POST"]), *workflow_routes(runtime.started_workflows)],
     )
-    install_auth(app, runtime.ctx, settings)
+    broker = install_auth(app, runtime.ctx, settings)
+    if broker is not None:
+        runtime.engine_hooks.append(lambda engine: attach_job_roles(broker, engine))
     return app, runtime
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from tests.integration.test_cli_and_js_clients import js_sdk  # noqa: F401  (session fixture)
-from tests.support import REGION, ServerProcess, make_queue, unique, wait_for
+from tests.support import REGION, ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -283,6 +284,74 @@ def test_js_sdk_keys_and_policies(secured: ServerProcess, js_sdk: Path, tmp_path
     assert (out["unknown"]["name"], out["unknown"]["status"]) == ("UnrecognizedClientException", 403)
     assert (out["denied"]["name"], out["denied"]["status"]) == ("AccessDeniedException", 403)
     assert "batch:DeleteJobQueue" in out["denied"]["message"]
+
+
+# --- job roles -------------------------------------------------------------------------------
+
+JOB_SCRIPT = textwrap.dedent(
+    """
+    import json, boto3, botocore.session
+    resolved = botocore.session.get_session().get_credentials()
+    out = {"method": resolved.method if resolved else None}
+    if resolved:
+        frozen = resolved.get_frozen_credentials()
+        out.update(key=frozen.access_key, secret=frozen.secret_key, token=frozen.token)
+        batch = boto3.client("batch")
+        out["queues"] = [q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]]
+        try:
+            batch.list_jobs(jobQueue="default")
+        except Exception as exc:
+            out["denied"] = str(exc)
+    print(json.dumps(out))
+    """
+)
+
+
+def run_job(server: ServerProcess, admin: BatchClient, role: str | None) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "command": [sys.executable, "-c", JOB_SCRIPT],
+        "environment": [
+            {"name": "AWS_ENDPOINT_URL_BATCH", "value": server.url},
+            {"name": "AWS_DEFAULT_REGION", "value": REGION},
+            # Nothing but the container endpoint may supply credentials.
+            {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": "/nonexistent"},
+            {"name": "AWS_CONFIG_FILE", "value": "/nonexistent"},
+            {"name": "AWS_EC2_METADATA_DISABLED", "value": "true"},
+        ],
+    }
+    if role:
+        container["jobRoleArn"] = role
+    definition = shell_definition(admin, container=container)
+    job_id = admin.submit_job(jobName="role", jobQueue="default", jobDefinition=definition)["jobId"]
+    job = wait_for_status(admin, job_id, ["SUCCEEDED", "FAILED"], timeout=60)
+    assert job["status"] == "SUCCEEDED", job
+    logs = boto3.client(
+        "logs", region_name=REGION, endpoint_url=server.url, aws_access_key_id=ADMIN[0], aws_secret_access_key=ADMIN[1]
+    )
+    stream = job["container"]["logStreamName"]
+    events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)["events"]
+    result: dict[str, Any] = json.loads(events[-1]["message"])
+    return result
+
+
+@pytest.mark.slow
+def test_job_role_credentials_reach_the_job_and_end_with_it(secured: ServerProcess) -> None:
+    admin = client(secured, ADMIN)
+    out = run_job(secured, admin, ROLE_ARN)
+    assert out["method"] == "container-role"
+    assert (out["key"], out["secret"]) == ROLE_KEYS
+    assert "default" in out["queues"]
+    assert "AccessDeniedException" in out["denied"]
+    assert f"arn:aws:sts::{ACCOUNT}:assumed-role/JobRole/" in out["denied"]
+    # The session token died with the attempt: copied credentials no longer work.
+    with pytest.raises(ClientError) as info:
+        client(secured, ROLE_KEYS, out["token"]).describe_job_queues()
+    assert error_of(info)[1] == "UnrecognizedClientException"
+    # The role's keys alone are not a principal.
+    with pytest.raises(ClientError):
+        client(secured, ROLE_KEYS).describe_job_queues()
+
+    assert run_job(secured, admin, None) == {"method": None}
 
 
 # --- configuration ---------------------------------------------------------------------------
