@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.compute import compute_resources
 from tests.support import ServerProcess, batch_client
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def setup(batch: BatchClient, max_vcpus: int) -> tuple[str, str]:
     batch.create_compute_environment(
         computeEnvironmentName="bench",
         type="MANAGED",
-        computeResources={"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
+        computeResources=compute_resources("EC2", max_vcpus, minvCpus=0),
     )
     batch.create_job_queue(
         jobQueueName="bench", priority=100, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "bench"}]

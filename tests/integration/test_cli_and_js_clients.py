@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.compute import EC2_REQUIRED
 from tests.support import CREDENTIALS, ServerProcess, aws_cli, unique
 
 JS_SDK_DIR = Path(os.environ.get("OPENBATCH_JS_SDK_DIR", Path.home() / ".cache" / "openbatch-tests" / "js"))
@@ -37,7 +38,7 @@ def cli_resources(server: ServerProcess) -> dict[str, str]:
         "--type",
         "MANAGED",
         "--compute-resources",
-        json.dumps({"type": "EC2", "minvCpus": 0, "maxvCpus": 2}),
+        json.dumps({"type": "EC2", "minvCpus": 0, "maxvCpus": 2, **EC2_REQUIRED}),
     )
     assert created == {
         "computeEnvironmentName": ce,
@@ -80,7 +81,7 @@ def test_cli_describes_what_it_created(server: ServerProcess, cli_resources: dic
     [ce] = ces["computeEnvironments"]
     assert ce["status"] == "VALID"
     assert ce["statusReason"] == "ComputeEnvironment Healthy"
-    assert ce["computeResources"] == {"type": "EC2", "minvCpus": 0, "maxvCpus": 2}
+    assert ce["computeResources"] == {"type": "EC2", "minvCpus": 0, "maxvCpus": 2, **EC2_REQUIRED}
 
     definitions = cli_json(
         server, "describe-job-definitions", "--job-definition-name", cli_resources["definition"], "--status", "ACTIVE"
@@ -188,7 +189,9 @@ const ce = `js-ce-${suffix}`, queue = `js-q-${suffix}`, definition = `js-jd-${su
 const out = {};
 
 out.createCe = await client.send(new sdk.CreateComputeEnvironmentCommand({
-  computeEnvironmentName: ce, type: "MANAGED", computeResources: { type: "EC2", maxvCpus: 2 },
+  computeEnvironmentName: ce, type: "MANAGED", computeResources: {
+    type: "EC2", maxvCpus: 2, instanceTypes: ["optimal"], subnets: ["subnet-1"], instanceRole: "ecsInstanceRole",
+  },
 }));
 out.describeCe = await client.send(new sdk.DescribeComputeEnvironmentsCommand({ computeEnvironments: [ce] }));
 out.createQueue = await client.send(new sdk.CreateJobQueueCommand({

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import httpx
 import pytest
 
+from tests.compute import EC2_REQUIRED, compute_resources
 from tests.support import ServerProcess, client_exception, unique
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
-    from mypy_boto3_batch.type_defs import ComputeResourceTypeDef
 
 ACCOUNT = "123456789012"
 CE_ARN = f"arn:aws:batch:us-east-1:{ACCOUNT}:compute-environment/"
@@ -33,7 +33,7 @@ def assert_no_nulls(value: Any, path: str = "$") -> None:
 
 def managed(batch: BatchClient, name: str | None = None, **resources: Any) -> str:
     name = name or unique("ce")
-    compute = cast("ComputeResourceTypeDef", {"type": "EC2", "maxvCpus": 4, **resources})
+    compute = compute_resources(resources.pop("type", "EC2"), resources.pop("maxvCpus", 4), **resources)
     batch.create_compute_environment(computeEnvironmentName=name, type="MANAGED", computeResources=compute)
     return name
 
@@ -56,7 +56,7 @@ def test_create_managed_returns_name_and_arn_and_describes_exact_shape(batch: Ba
     out = batch.create_compute_environment(
         computeEnvironmentName=name,
         type="MANAGED",
-        computeResources={"type": "EC2", "maxvCpus": 8, "desiredvCpus": 2, "instanceTypes": ["optimal"]},
+        computeResources=compute_resources("EC2", 8, desiredvCpus=2),
         serviceRole="arn:aws:iam::123456789012:role/AWSBatchServiceRole",
         tags={"team": "data"},
     )
@@ -78,7 +78,7 @@ def test_create_managed_returns_name_and_arn_and_describes_exact_shape(batch: Ba
             "maxvCpus": 8,
             "minvCpus": 0,
             "desiredvCpus": 2,
-            "instanceTypes": ["optimal"],
+            **EC2_REQUIRED,
         },
         "serviceRole": "arn:aws:iam::123456789012:role/AWSBatchServiceRole",
         "tags": {"team": "data"},
@@ -143,7 +143,7 @@ def test_region_in_arns_comes_from_the_signature_scope(server: ServerProcess) ->
     )
     name = unique("eu")
     out = client.create_compute_environment(
-        computeEnvironmentName=name, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
+        computeEnvironmentName=name, type="MANAGED", computeResources=compute_resources("EC2", 1)
     )
     assert out["computeEnvironmentArn"] == f"arn:aws:batch:eu-west-1:{ACCOUNT}:compute-environment/{name}"
     detail = client.describe_compute_environments(computeEnvironments=[name])["computeEnvironments"][0]

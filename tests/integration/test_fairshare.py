@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.compute import compute_resources
 from tests.support import client_exception, shell_definition, unique, wait_for, wait_for_status
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ DONE = ("SUCCEEDED", "FAILED")
 def fairshare_queue(batch: BatchClient, max_vcpus: int, shares: list[dict[str, Any]], decay: int = 0) -> str:
     ce = unique("ce")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": max_vcpus}
+        computeEnvironmentName=ce, type="MANAGED", computeResources=compute_resources("EC2", max_vcpus)
     )
     fairshare: Any = {"shareDecaySeconds": decay, "shareDistribution": shares}
     policy = batch.create_scheduling_policy(name=unique("fs"), fairsharePolicy=fairshare)["arn"]

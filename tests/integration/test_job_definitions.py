@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.compute import compute_resources
 from tests.support import client_exception, unique
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def test_name_lookup_resolves_the_latest_active_revision(batch: BatchClient) -> 
     """SubmitJob resolves ``name``, ``name:rev`` and ARNs; a queue on a DISABLED environment keeps jobs idle."""
     ce, queue = unique("idle-ce"), unique("idle-q")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", state="DISABLED", computeResources={"type": "EC2", "maxvCpus": 1}
+        computeEnvironmentName=ce, type="MANAGED", state="DISABLED", computeResources=compute_resources("EC2", 1)
     )
     batch.create_job_queue(
         jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]

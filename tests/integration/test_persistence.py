@@ -9,6 +9,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.compute import compute_resources
 from tests.support import ServerProcess, unique
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ def _create_everything(batch: BatchClient) -> dict[str, Any]:
     batch.create_compute_environment(
         computeEnvironmentName=ce,
         type="MANAGED",
-        computeResources={"type": "EC2", "maxvCpus": 3},
+        computeResources=compute_resources("EC2", 3),
         tags={"c": "1"},
     )
     batch.create_job_queue(

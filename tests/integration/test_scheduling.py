@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from tests.compute import compute_resources
 from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def test_disabled_queue_and_compute_environment_reasons(batch: BatchClient) -> N
 def test_job_state_time_limit_action_cancels_stuck_head(batch: BatchClient) -> None:
     ce = unique("ce")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
+        computeEnvironmentName=ce, type="MANAGED", computeResources=compute_resources("EC2", 1)
     )
     queue = unique("q")
     batch.create_job_queue(
@@ -101,7 +102,7 @@ def queues_sharing_one_vcpu(batch: BatchClient, *priorities: int) -> tuple[list[
     (so what is submitted next waits); returns the queue names and a short job definition."""
     ce = unique("ce")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
+        computeEnvironmentName=ce, type="MANAGED", computeResources=compute_resources("EC2", 1)
     )
     names = [unique("q") for _ in priorities]
     for name, priority in zip(names, priorities, strict=True):
@@ -125,7 +126,7 @@ def test_compute_environments_tried_in_order(batch: BatchClient, server: ServerP
     first, second = unique("ce1"), unique("ce2")
     for name in (first, second):
         batch.create_compute_environment(
-            computeEnvironmentName=name, type="MANAGED", computeResources={"type": "EC2", "maxvCpus": 1}
+            computeEnvironmentName=name, type="MANAGED", computeResources=compute_resources("EC2", 1)
         )
     queue = unique("q")
     batch.create_job_queue(

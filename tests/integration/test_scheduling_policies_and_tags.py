@@ -8,6 +8,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from tests.compute import compute_resources
 from tests.support import ServerProcess, client_exception, unique
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def idle_queue(batch: BatchClient) -> str:
     """A queue whose only compute environment is DISABLED, so submitted jobs stay RUNNABLE."""
     ce, queue = unique("idle-ce"), unique("idle-q")
     batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", state="DISABLED", computeResources={"type": "EC2", "maxvCpus": 1}
+        computeEnvironmentName=ce, type="MANAGED", state="DISABLED", computeResources=compute_resources("EC2", 1)
     )
     batch.create_job_queue(
         jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
@@ -202,7 +203,7 @@ def _resources(batch: BatchClient, idle_queue: str) -> dict[str, str]:
     ce_arn = batch.create_compute_environment(
         computeEnvironmentName=ce,
         type="MANAGED",
-        computeResources={"type": "EC2", "maxvCpus": 1},
+        computeResources=compute_resources("EC2", 1),
         tags=created,
     )["computeEnvironmentArn"]
     queue_arn = batch.create_job_queue(
