@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from openbatch.cli.background import free_port, launch_server
+from tests.compute import compute_resources
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -156,7 +157,7 @@ def make_queue(
         computeEnvironmentName=ce,
         type="MANAGED",
         state=state,
-        computeResources={"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
+        computeResources=compute_resources("EC2", max_vcpus, minvCpus=0),
     )
     queue = unique("q")
     batch.create_job_queue(

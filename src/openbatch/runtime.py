@@ -113,7 +113,16 @@ class Runtime:
                 {
                     "computeEnvironmentName": DEFAULT_NAME,
                     "type": "MANAGED",
-                    "computeResources": {"type": "EC2", "maxvCpus": max_vcpus, "minvCpus": 0},
+                    # instanceRole, instanceTypes and subnets are required by AWS for EC2; this
+                    # host stands in for them, so the default carries placeholders.
+                    "computeResources": {
+                        "type": "EC2",
+                        "maxvCpus": max_vcpus,
+                        "minvCpus": 0,
+                        "instanceTypes": ["optimal"],
+                        "subnets": ["subnet-openbatch-local"],
+                        "instanceRole": "ecsInstanceRole",
+                    },
                 }
             ),
         )

@@ -98,8 +98,6 @@ class EventBatch:
     ingestion_time: int
     messages: list[str]
     stream: str = ""
-    offset: int = 0
-    """A stream position identifying the first event (FilterLogEvents' event ids)."""
 
 
 class LogEventsPage:
@@ -801,14 +799,11 @@ class LogStore:
             ts, name = found.timestamp, found.stream
             chosen: list[str] = []
             consumed = 0
-            first_chosen = 0
             for message in found.messages:
                 if pattern is None or pattern.matches(message):
                     if count >= limit or ((chosen or batches) and page_bytes + len(message) > _PAGE_BYTES):
                         more = True
                         break
-                    if not chosen:
-                        first_chosen = consumed
                     chosen.append(message)
                     count += 1
                     page_bytes += len(message)
@@ -823,7 +818,7 @@ class LogStore:
                 if batches and batches[-1].stream == name and batches[-1].timestamp == ts:
                     batches[-1].messages.extend(chosen)
                 else:
-                    batches.append(EventBatch(ts, found.ingestion_time, chosen, name, found.offset + first_chosen))
+                    batches.append(EventBatch(ts, found.ingestion_time, chosen, name))
             if more:
                 break
         token = _filter_token(last_key) if more and last_key is not None else None

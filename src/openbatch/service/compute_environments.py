@@ -9,6 +9,7 @@ from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_tags
+from openbatch.service import compute_rules
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import resource_page
 
@@ -44,6 +45,7 @@ def create(ctx: ServiceContext, caller: Caller, req: s.CreateComputeEnvironment)
     if req.type == "MANAGED":
         if req.computeResources is None:
             raise ValidationError("computeResources must be specified for a MANAGED compute environment")
+        compute_rules.check_create(body["computeResources"])
         _check_vcpus(body["computeResources"])
         body["computeResources"].setdefault("minvCpus", 0)
     elif req.computeResources is not None:

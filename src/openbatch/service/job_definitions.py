@@ -9,6 +9,7 @@ from openbatch.domain import jobspec
 from openbatch.domain.arns import ResourceType, is_arn, parse_arn
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
+from openbatch.service import job_definition_rules
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 from openbatch.store.base import JobDefinitionRecord
@@ -94,6 +95,7 @@ def register(ctx: ServiceContext, caller: Caller, req: s.RegisterJobDefinition) 
     body.setdefault("parameters", {})
     body["tags"] = check_tags(req.tags)
     body.setdefault("platformCapabilities", ["EC2"])
+    job_definition_rules.apply(body)
     body.setdefault("propagateTags", False)
     body["containerOrchestrationType"] = "EKS" if "eksProperties" in body else "ECS"
 

@@ -104,7 +104,9 @@ def check_dependencies(req: s.SubmitJob, lookup: DependencyLookup) -> tuple[dict
     ids = [e.jobId for e in entries if e.jobId]
     found = lookup(ids) if ids else {}
     for entry in entries:
-        if entry.type == "SEQUENTIAL":
+        # A SEQUENTIAL entry naming a job on a plain job, a pattern copied widely from examples,
+        # is accepted as an ordinary dependency on that job (AWS documents no other meaning).
+        if entry.type == "SEQUENTIAL" and not (array_size is None and entry.jobId):
             if array_size is None:
                 raise ValidationError("A SEQUENTIAL dependency is only valid on an array job")
             if entry.jobId is not None:
@@ -175,11 +177,16 @@ def build_spec(
     )
 
 
+def is_plain_sequential(spec: JobSpec, dependency: dict[str, str]) -> bool:
+    """A SEQUENTIAL entry with a jobId on a job that is not an array: an ordinary dependency."""
+    return spec.array_size is None and dependency.get("type") == "SEQUENTIAL" and bool(dependency.get("jobId"))
+
+
 def build_jobs(spec: JobSpec, req: s.SubmitJob, now: int) -> list[Job]:
     """The jobs to store: one job, or an array parent followed by its children."""
     job_id = str(uuid.uuid4())
     tags = check_tags(req.tags)
-    plain = tuple(d["jobId"] for d in spec.depends_on if d.get("type") is None)
+    plain = tuple(d["jobId"] for d in spec.depends_on if d.get("type") is None or is_plain_sequential(spec, d))
     if spec.array_size is None:
         return [Job(id=job_id, spec=spec, status=JobStatus.SUBMITTED, created_at=now, tags=tags, deps=plain)]
     summary = dict.fromkeys(STATUS_SUMMARY_KEYS, 0)
