@@ -24,6 +24,14 @@ class Settings:
     """Create compute environment and job queue ``default`` on an empty store."""
     default_max_vcpus: int | None = None
     """maxvCpus of the ``default`` compute environment; ``None`` means this host's CPU count."""
+    public_url: str | None = None
+    """How receivers reach this server (SNS SubscribeURL, SigningCertURL); default ``http://host:port``."""
+    smtp_url: str | None = None
+    """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) for email subscriptions; ``None``: no email."""
+    smtp_from: str = "openbatch@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: str | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Route
 
 from openbatch.api import schemas as s
 from openbatch.api.app import create_app
@@ -19,6 +18,8 @@ from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
+from openbatch.events.install import install as install_events
+from openbatch.observability.requests import RequestLog
 from openbatch.runtime import Runtime
 from openbatch.workflows.capability import routes as workflow_routes
 
@@ -36,15 +37,19 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         try:
             yield
         finally:
+            await events.stop()
             await runtime.stop()
 
     logs = LogsApi(runtime.log_store)
+    # POST / is shared by CloudWatch Logs, EventBridge and SNS; the events router dispatches it.
+    events = install_events(runtime, logs.handle)
     app = create_app(
         runtime,
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
-        extra_routes=[Route("/", logs.handle, methods=["POST"]), *workflow_routes(runtime.started_workflows)],
+        extra_routes=[*events.routes, *workflow_routes(runtime.started_workflows)],
     )
+    app.add_middleware(RequestLog)
     broker = install_auth(app, runtime.ctx, settings)
     if broker is not None:
         runtime.engine_hooks.append(lambda engine: attach_job_roles(broker, engine))
@@ -70,6 +75,8 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         port=settings.port,
         log_level=log_level,
         access_log=False,
+        # Logging is configured by the CLI (text or JSON) for uvicorn's loggers too.
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=5,
     )

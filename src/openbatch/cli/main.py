@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import typer
 
-from openbatch.cli import demo, keys_cmd, logs_cmd, workflow_cmd
+from openbatch.cli import demo, keys_cmd, logs_cmd, notify_cmd, workflow_cmd
 from openbatch.config import Settings
 
 app = typer.Typer(
@@ -18,6 +17,7 @@ app.command("logs")(logs_cmd.logs)
 app.command("demo")(demo.demo)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(workflow_cmd.app, name="workflow")
+app.add_typer(notify_cmd.app, name="notify")
 
 DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
 
@@ -44,11 +44,26 @@ def server(
         help="Access keys (SigV4), IAM policies and job role credentials (YAML/JSON). Without it: loopback only.",
     ),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    log_format: str = typer.Option("text", help="text (key=value fields) or json (one object per line)."),
+    public_url: str | None = typer.Option(
+        None, envvar="OPENBATCH_PUBLIC_URL", help="URL receivers use to reach this server (default http://HOST:PORT)."
+    ),
+    smtp_url: str | None = typer.Option(
+        None, envvar="OPENBATCH_SMTP_URL", help="smtp://[user:pass@]host:port (smtps:// for TLS) for email topics."
+    ),
+    smtp_from: str = typer.Option("openbatch@localhost", envvar="OPENBATCH_SMTP_FROM", help="Sender of emails."),
+    smtp_starttls: bool = typer.Option(False, help="Upgrade smtp:// connections with STARTTLS."),
+    smtp_username: str | None = typer.Option(None, envvar="OPENBATCH_SMTP_USERNAME", help="SMTP login."),
+    smtp_password: str | None = typer.Option(None, envvar="OPENBATCH_SMTP_PASSWORD", help="SMTP password."),
 ) -> None:
     """Run the API server, scheduler and local executor in one process."""
+    from openbatch.observability.logging import FORMATS, configure
     from openbatch.server import serve
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format not in FORMATS or log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        typer.echo("--log-format must be text or json; --log-level debug, info, warning or error", err=True)
+        raise typer.Exit(2)
+    configure(log_level, log_format)
     settings = Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -59,6 +74,12 @@ def server(
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
         auth_file=auth_file,
+        public_url=public_url,
+        smtp_url=smtp_url,
+        smtp_from=smtp_from,
+        smtp_starttls=smtp_starttls,
+        smtp_username=smtp_username,
+        smtp_password=smtp_password,
     )
     serve(settings, log_level=log_level)
 
