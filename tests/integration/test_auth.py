@@ -10,7 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import httpx
@@ -225,6 +225,49 @@ def test_logs_api_is_signed_and_authorised(secured: ServerProcess) -> None:
     with pytest.raises(ClientError) as info:
         logs(READER).get_log_events(logGroupName="/aws/batch/job", logStreamName="x/default/none")
     assert error_of(info)[1] == "ResourceNotFoundException"
+
+
+def test_every_protocol_answers_in_its_own_error_shape(secured: ServerProcess) -> None:
+    def aws_client(service: Literal["sns", "events"], keys: tuple[str, str]) -> Any:
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=secured.url,
+            aws_access_key_id=keys[0],
+            aws_secret_access_key=keys[1],
+        )
+
+    # SNS speaks the query protocol: XML errors with the query codes.
+    with pytest.raises(ClientError) as info:
+        aws_client("sns", (ADMIN[0], "wrong")).list_topics()
+    assert error_of(info)[:2] == (403, "SignatureDoesNotMatch")
+    with pytest.raises(ClientError) as info:
+        aws_client("sns", ("AKIANOSUCHKEY003", "x")).list_topics()
+    assert error_of(info) == (403, "InvalidClientTokenId", INVALID_TOKEN)
+    # EventBridge speaks JSON 1.1.
+    with pytest.raises(ClientError) as info:
+        aws_client("events", (ADMIN[0], "wrong")).list_rules()
+    assert error_of(info)[:2] == (403, "InvalidSignatureException")
+
+
+def test_native_routes_are_signed_and_named_in_policies(secured: ServerProcess) -> None:
+    def get(path: str, keys: tuple[str, str]) -> httpx.Response:
+        request = AWSRequest(method="GET", url=f"{secured.url}{path}")
+        SigV4Auth(Credentials(*keys), "openbatch", REGION).add_auth(request)
+        return httpx.get(f"{secured.url}{path}", headers=dict(request.headers.items()))
+
+    assert httpx.get(f"{secured.url}/api/workflows/definitions").status_code == 403
+    assert get("/api/workflows/definitions", ADMIN).status_code == 200
+    denied = get("/api/workflows/definitions", READER)
+    assert denied.status_code == 403
+    assert "is not authorized to perform: openbatch:ListWorkflows on resource: *" in denied.json()["message"]
+    # What AWS serves unsigned stays reachable unsigned: SNS's certificate and subscription links;
+    # metrics are open to scrapers on this host only.
+    assert httpx.get(f"{secured.url}/SimpleNotificationService-openbatch.pem").status_code != 403
+    assert httpx.get(f"{secured.url}/?Action=Unsubscribe&SubscriptionArn=x").status_code != 403
+    assert httpx.get(f"{secured.url}/?Action=Unsubscribe&Action=Publish").status_code == 403
+    assert httpx.get(f"{secured.url}/?Action=Publish&TopicArn=x").status_code == 403
+    assert httpx.get(f"{secured.url}/metrics").status_code != 403
 
 
 # --- AWS CLI and JavaScript SDK --------------------------------------------------------------

@@ -7,12 +7,14 @@ definition; Describe*/List* act on ``*``). A job definition naming a role
 AWS: without that check any user allowed to register definitions could borrow
 any role's credentials. CloudWatch Logs reads act on log stream ARNs. Other
 JSON and query protocols map to ``<service>:<Operation>`` on ``*``; routes that
-are not AWS APIs (OpenBatch's own) to ``openbatch:<Method>`` on ``*``.
+are not AWS APIs (OpenBatch's own: workflows, deliveries, metrics) to
+``openbatch:<Operation>`` on ``*`` (``openbatch:Http<Method>`` where unnamed).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -94,7 +96,39 @@ def requests_for(
         service = _SERVICE_OF_SIGNING_NAME.get(signing_service, signing_service)
         topic = params.get("TopicArn")
         return [AccessRequest(f"{service}:{params.get('Action', '')}", (topic,) if topic else _ALL)]
-    return [AccessRequest(f"openbatch:{method.capitalize()}", _ALL)]
+    return [AccessRequest(f"openbatch:{native_operation(method, path)}", _ALL)]
+
+
+_NATIVE: list[tuple[str, re.Pattern[str], str]] = [
+    (method, re.compile(pattern), operation)
+    for method, pattern, operation in (
+        ("POST", r"/api/workflows/validate", "ValidateWorkflow"),
+        ("POST", r"/api/workflows/definitions", "RegisterWorkflow"),
+        ("GET", r"/api/workflows/definitions", "ListWorkflows"),
+        ("GET", r"/api/workflows/definitions/[^/]+", "DescribeWorkflow"),
+        ("POST", r"/api/workflows/runs", "StartWorkflowRun"),
+        ("GET", r"/api/workflows/runs", "ListWorkflowRuns"),
+        ("GET", r"/api/workflows/runs/[^/]+", "DescribeWorkflowRun"),
+        ("POST", r"/api/workflows/runs/[^/]+/cancel", "CancelWorkflowRun"),
+        ("POST", r"/api/workflows/runs/[^/]+/redrive", "RedriveWorkflowRun"),
+        ("POST", r"/api/workflows/schedules", "CreateSchedule"),
+        ("GET", r"/api/workflows/schedules", "ListSchedules"),
+        ("POST", r"/api/workflows/schedules/[^/]+/pause", "PauseSchedule"),
+        ("POST", r"/api/workflows/schedules/[^/]+/resume", "ResumeSchedule"),
+        ("DELETE", r"/api/workflows/schedules/[^/]+", "DeleteSchedule"),
+        ("GET", r"/api/openapi\.json", "GetOpenApi"),
+        ("GET", r"/openbatch/deliveries", "ListDeliveries"),
+        ("GET", r"/metrics", "GetMetrics"),
+    )
+]
+
+
+def native_operation(method: str, path: str) -> str:
+    """OpenBatch's own routes: named operations where known, ``Http<Method>`` for anything else."""
+    for route_method, pattern, operation in _NATIVE:
+        if route_method == method and pattern.fullmatch(path):
+            return operation
+    return f"Http{method.capitalize()}"
 
 
 def _json(body: bytes) -> dict[str, Any]:

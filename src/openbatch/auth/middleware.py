@@ -8,6 +8,7 @@ scope (``scope["openbatch.principal"]``).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -30,6 +31,7 @@ from openbatch.auth.errors import (
 )
 from openbatch.auth.policy import Outcome, Policy
 from openbatch.auth.sigv4 import HttpRequest, SignedRequest, check_time, parse, parse_query, verify
+from openbatch.events.signing import CERT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +40,14 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
-PUBLIC = {("GET", "/health"), ("GET", CREDENTIALS_PATH)}
-"""Health for load balancers; the credentials endpoint checks its own per-attempt token."""
+PUBLIC = {("GET", "/health"), ("GET", CREDENTIALS_PATH), ("GET", f"/{CERT_FILE}")}
+"""Health for load balancers; the credentials endpoint checks its own per-attempt token; SNS receivers
+fetch the signing certificate unsigned, as they do from AWS."""
+SNS_LINK_ACTIONS = ("ConfirmSubscription", "Unsubscribe")
+"""The SubscribeURL and UnsubscribeURL in SNS messages are followed unsigned (the token or the
+subscription ARN is the credential), as on AWS."""
+LOOPBACK_PUBLIC = {("GET", "/metrics")}
+"""Prometheus cannot sign requests: metrics are open to scrapers on this host, signed from elsewhere."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
 PRINCIPAL_KEY = "openbatch.principal"
 
@@ -70,14 +78,17 @@ class SigV4Middleware:
         self.clock = clock
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or (scope["method"], scope["path"]) in PUBLIC:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = parse_query(scope.get("query_string", b"").decode("latin-1"))
+        if _is_public(scope, query):
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         header_map = dict(headers)
         protocol = protocol_of(scope["path"], header_map)
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
-        query = parse_query(scope.get("query_string", b"").decode("latin-1"))
         try:
             # Everything that needs no body is checked before the body is read.
             request = HttpRequest(scope["method"], raw_path, query, headers, b"")
@@ -155,6 +166,27 @@ class SigV4Middleware:
                 f"User: {principal.arn} is not authorized to perform: {access.action} "
                 f"on resource: {decision.resource} {reason}",
             )
+
+
+def _is_public(scope: MutableMapping[str, Any], query: list[tuple[str, str]]) -> bool:
+    route = (scope["method"], scope["path"])
+    if route in PUBLIC:
+        return True
+    if route == ("GET", "/"):
+        # Exactly one Action: with several, the route might act on another one than we checked.
+        actions = [v for k, v in query if k == "Action"]
+        return len(actions) == 1 and actions[0] in SNS_LINK_ACTIONS
+    if route in LOOPBACK_PUBLIC:
+        client = scope.get("client") or ("", 0)
+        return _is_loopback(client[0])
+    return False
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _BodyTooLarge(Exception):

@@ -1,77 +1,209 @@
-"""``openbatch logs JOB_ID [-f]``: print a job's output, following it while the job runs."""
+"""``openbatch logs JOB [-f] [--index N]``: print a job's output, following it across retries.
+
+Reads through the same wire APIs as any client (Batch DescribeJobs and
+CloudWatch Logs GetLogEvents). With ``-f`` it follows every attempt in turn
+until the job is terminal and exits 1 if the job FAILED. For an array parent
+it prints one child (``--index N``) or all children, each line prefixed with
+``[index]``. Errors are one line on stderr, never a traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+import boto3
 import typer
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from openbatch.cli import client
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_logs import CloudWatchLogsClient
 
 LOG_GROUP = "/aws/batch/job"
+DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 _TERMINAL = ("SUCCEEDED", "FAILED")
+_POLL_SECONDS = 0.5
+_DESCRIBE_BATCH = 100
+"""DescribeJobs takes at most 100 job ids per call."""
+
+
+class CliError(Exception):
+    """A problem reported as one line on stderr."""
 
 
 def logs(
-    job_id: str = typer.Argument(..., help="Job id (array children as parentId:index)."),
-    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines until the job ends."),
-    attempt: int | None = typer.Option(None, help="Attempt number (default: the latest)."),
+    job_id: str = typer.Argument(..., help="Job id (an array child as parentId:index)."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Follow every attempt until the job ends."),
+    index: int | None = typer.Option(None, "--index", help="For an array job: only this child."),
+    attempt: int | None = typer.Option(None, help="Attempt number (default: the latest; all of them with -f)."),
     timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix each line with its time."),
-    endpoint: str | None = typer.Option(None, help="Server URL (default $OPENBATCH_ENDPOINT or :8080)."),
+    endpoint_url: str | None = typer.Option(
+        None,
+        "--endpoint-url",
+        "--endpoint",
+        envvar="OPENBATCH_ENDPOINT_URL",
+        help=f"Server URL (default {DEFAULT_ENDPOINT}).",
+    ),
 ) -> None:
-    """Print the log of a job (CloudWatch Logs stream /aws/batch/job/<stream>)."""
-    batch, cwl = client.batch(endpoint), client.logs(endpoint)
-    stream = None
-    while stream is None:
-        jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
-        if not jobs:
-            typer.echo(f"Job {job_id} not found", err=True)
-            raise typer.Exit(1)
-        job = jobs[0]
-        stream = _stream_of(job, attempt)
-        if stream is None:
-            if not follow or job["status"] in _TERMINAL:
-                typer.echo(f"Job {job_id} has no log yet (status {job['status']})", err=True)
-                raise typer.Exit(1)
-            time.sleep(0.5)
-    token = None
-    while True:
-        kwargs: dict[str, Any] = {"nextToken": token} if token else {}
-        try:
-            page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True, **kwargs)
-        except cwl.exceptions.ResourceNotFoundException:
-            # The stream is created with the first line of output.
-            if not follow or batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] in _TERMINAL:
-                return
-            time.sleep(0.3)
-            continue
-        for event in page["events"]:
-            prefix = time.strftime("%H:%M:%S ", time.localtime(event["timestamp"] / 1000)) if timestamps else ""
-            sys.stdout.write(f"{prefix}{event['message']}\n")
+    """Print the log of a job (CloudWatch Logs group /aws/batch/job)."""
+    url = endpoint_url or os.environ.get("OPENBATCH_ENDPOINT") or DEFAULT_ENDPOINT
+    try:
+        code = _run(url, job_id, follow=follow, index=index, attempt=attempt, timestamps=timestamps)
+    except CliError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except EndpointConnectionError:
+        typer.echo(f"error: cannot reach the OpenBatch server at {url} (is `openbatch server` running?)", err=True)
+        raise typer.Exit(1) from None
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        typer.echo(f"error: {error.get('Code', 'Error')}: {error.get('Message', exc)}", err=True)
+        raise typer.Exit(1) from None
+    except BotoCoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except BrokenPipeError:
+        # `openbatch logs JOB | head`: the reader went away; that is not an error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(0) from None
+    raise typer.Exit(code)
+
+
+def _clients(url: str) -> tuple[BatchClient, CloudWatchLogsClient]:
+    kwargs: dict[str, Any] = {
+        "endpoint_url": url,
+        "region_name": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "openbatch"),
+        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "openbatch"),
+        # Fail fast with one line when the server is down instead of retrying for a minute.
+        "config": Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 2, "mode": "standard"}),
+    }
+    return boto3.client("batch", **kwargs), boto3.client("logs", **kwargs)
+
+
+def _describe(batch: BatchClient, job_ids: list[str]) -> dict[str, dict[str, Any]]:
+    jobs: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(job_ids), _DESCRIBE_BATCH):
+        for job in batch.describe_jobs(jobs=job_ids[i : i + _DESCRIBE_BATCH])["jobs"]:
+            jobs[job["jobId"]] = dict(job)
+    return jobs
+
+
+@dataclass
+class _Follower:
+    """Prints one job's attempts in order, remembering where each stream was left."""
+
+    job_id: str
+    prefix: str
+    attempt: int | None
+    follow: bool
+    timestamps: bool
+    tokens: dict[str, str | None] = field(default_factory=dict)
+    finished: set[str] = field(default_factory=set)
+    status: str = ""
+    done: bool = False
+
+    def streams(self, job: Mapping[str, Any]) -> list[tuple[str, bool]]:
+        """``(stream, attempt over)`` for the attempts to print, oldest first."""
+        attempts = [a.get("container", {}).get("logStreamName") for a in job.get("attempts") or []]
+        current = (job.get("container") or {}).get("logStreamName")
+        if self.attempt is not None:
+            if not 1 <= self.attempt <= len(attempts) + (1 if current and current not in attempts else 0):
+                raise CliError(f"job {self.job_id} has no attempt {self.attempt} (it has {len(attempts)} so far)")
+            if self.attempt <= len(attempts):
+                return [(str(attempts[self.attempt - 1]), True)] if attempts[self.attempt - 1] else []
+            return [(str(current), job["status"] in _TERMINAL)]
+        listed = [(str(s), True) for s in attempts if s]
+        if current and current not in attempts:
+            listed.append((str(current), job["status"] in _TERMINAL))
+        if not self.follow:
+            # Without -f: the latest attempt only, as far as it has got.
+            return listed[-1:]
+        return listed
+
+    def poll(self, cwl: CloudWatchLogsClient, job: Mapping[str, Any]) -> None:
+        self.status = str(job["status"])
+        streams = self.streams(job)
+        for stream, over in streams:
+            if stream in self.finished:
+                continue
+            if len(streams) > 1 and stream not in self.tokens:
+                sys.stderr.write(f"{self.prefix}--- {stream} ---\n")
+            self._drain(cwl, stream)
+            if over:
+                self.finished.add(stream)
+            else:
+                break
+        if not self.follow or (self.status in _TERMINAL and all(s in self.finished for s, _ in streams)):
+            self.done = True
+
+    def _drain(self, cwl: CloudWatchLogsClient, stream: str) -> None:
+        token = self.tokens.get(stream)
+        for _ in range(1_000_000):
+            kwargs: dict[str, Any] = {"nextToken": token} if token else {"startFromHead": True}
+            try:
+                page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, **kwargs)
+            except cwl.exceptions.ResourceNotFoundException:
+                # The attempt has not written (or created) its stream yet.
+                break
+            out = []
+            for event in page["events"]:
+                stamp = ""
+                if self.timestamps:
+                    stamp = time.strftime("%Y-%m-%dT%H:%M:%S ", time.localtime(event["timestamp"] / 1000))
+                out.append(f"{self.prefix}{stamp}{event['message']}\n")
+            sys.stdout.write("".join(out))
+            new = page["nextForwardToken"]
+            if new == token:
+                break
+            token = new
+        self.tokens[stream] = token
         sys.stdout.flush()
-        new_token = page["nextForwardToken"]
-        if new_token == token:
-            if not follow:
-                return
-            status = batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"]
-            if status in _TERMINAL or _stream_of(batch.describe_jobs(jobs=[job_id])["jobs"][0], attempt) != stream:
-                # One more read so lines written just before the end are not missed.
-                page = cwl.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, nextToken=new_token)
-                for event in page["events"]:
-                    sys.stdout.write(f"{event['message']}\n")
-                return
-            time.sleep(0.3)
-        token = new_token
 
 
-def _stream_of(job: Mapping[str, Any], attempt: int | None) -> str | None:
-    attempts = job.get("attempts") or []
-    if attempt is not None:
-        if 1 <= attempt <= len(attempts):
-            return str(attempts[attempt - 1]["container"].get("logStreamName"))
-        return None
-    name = (job.get("container") or {}).get("logStreamName")
-    return str(name) if name else None
+def _targets(batch: BatchClient, job_id: str, index: int | None) -> Iterator[tuple[str, str]]:
+    """``(job id, line prefix)`` for the job, one array child, or every child of an array parent."""
+    jobs = _describe(batch, [job_id])
+    job = jobs.get(job_id)
+    if job is None:
+        raise CliError(f"job {job_id} not found")
+    size = (job.get("arrayProperties") or {}).get("size")
+    if index is not None:
+        if not size:
+            raise CliError(f"job {job_id} is not an array job; --index applies to array parents")
+        if not 0 <= index < size:
+            raise CliError(f"job {job_id} has children 0 to {size - 1}; there is no index {index}")
+        yield f"{job_id}:{index}", ""
+        return
+    if size:
+        for i in range(size):
+            yield f"{job_id}:{i}", f"[{i}] "
+        return
+    yield job_id, ""
+
+
+def _run(url: str, job_id: str, *, follow: bool, index: int | None, attempt: int | None, timestamps: bool) -> int:
+    batch, cwl = _clients(url)
+    followers = [
+        _Follower(child, prefix, attempt, follow, timestamps) for child, prefix in _targets(batch, job_id, index)
+    ]
+    while True:
+        pending = [f for f in followers if not f.done]
+        jobs = _describe(batch, [f.job_id for f in pending])
+        for follower in pending:
+            job = jobs.get(follower.job_id)
+            if job is None:
+                raise CliError(f"job {follower.job_id} not found")
+            follower.poll(cwl, job)
+        if all(f.done for f in followers):
+            break
+        time.sleep(_POLL_SECONDS)
+    return 1 if follow and any(f.status == "FAILED" for f in followers) else 0

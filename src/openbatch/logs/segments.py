@@ -191,18 +191,30 @@ def record_start(buf: bytes, data_start: int, offset: int) -> int:
 
 def decode_messages(buf: bytes, run: Run, first: int = 0, limit: int | None = None) -> list[str]:
     """Messages ``first`` to ``first + limit`` of ``run``, decoded (invalid UTF-8 replaced)."""
-    payload = buf[run.payload_start : run.payload_end - 1]
-    if first:
-        payload = payload.split(b"\n", first)[-1]
-    if limit is not None and limit < run.events - first:
+    line = run.payload_start if first == 0 else message_offset(buf, run, first)
+    return read_messages(buf, run, line, run.events - first, limit)[0]
+
+
+def read_messages(buf: bytes, run: Run, line: int, remaining: int, limit: int | None) -> tuple[list[str], int, int]:
+    """Up to ``limit`` messages of ``run`` from the message line at offset ``line``.
+
+    ``remaining`` is how many messages there are from ``line`` to the end of the
+    record. Returns the messages, their stored size in bytes, and the offset of
+    the line after the last one returned.
+    """
+    payload = buf[line : run.payload_end - 1]
+    after = run.payload_end
+    if limit is not None and limit < remaining:
         rest = payload.split(b"\n", limit)[-1]
-        payload = payload[: len(payload) - len(rest) - 1]
+        cut = len(payload) - len(rest) - 1
+        payload = payload[:cut]
+        after = line + cut + 1
     # One decode and one split for the whole record: "\n" never occurs inside a
     # multi-byte sequence, so this equals decoding each message on its own.
     messages = payload.decode("utf-8", "replace").split("\n")
     if b"\\" in payload:
-        return [_unescape_text(m) if "\\" in m else m for m in messages]
-    return messages
+        messages = [_unescape_text(m) if "\\" in m else m for m in messages]
+    return messages, len(payload) - len(messages) + 1, after
 
 
 def _unescape_text(stored: str) -> str:

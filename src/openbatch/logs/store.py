@@ -61,6 +61,10 @@ _MAX_ACTIVE_READ = 64 * 1024 * 1024
 # Active segments are sealed at 1 MiB; only a pre-segment (version 1) file can be
 # larger, and a reader never loads more than this of it.
 _AUTO_FLUSH = 64 * 1024
+_EAGER_READ = 256 * 1024
+# Active segments up to this size are read with the header in one call; larger ones
+# only when a page reaches them.
+_LISTINGS = 256
 _SUFFIX = ".log"
 _SEGS_SUFFIX = ".segs"
 _GROUP_FILE = ".group"
@@ -98,6 +102,8 @@ class EventBatch:
     ingestion_time: int
     messages: list[str]
     stream: str = ""
+    offset: int = 0
+    """A stream position identifying the first event (FilterLogEvents' event ids)."""
 
 
 class LogEventsPage:
@@ -433,25 +439,99 @@ class _SealedCache:
         return runs
 
 
-@dataclass(slots=True)
 class _Segment:
-    base: int
-    length: int
-    data_start: int
-    sealed: seg.SealedInfo | None
-    path: Path
-    _buf: bytes | None = None
-    cache: _SealedCache | None = None
+    """One segment of a stream view. The active one is read lazily (a page may need only sealed ones)."""
+
+    __slots__ = ("_buf", "_length", "base", "cache", "data_start", "path", "sealed")
+
+    def __init__(
+        self,
+        base: int,
+        sealed: seg.SealedInfo | None,
+        path: Path,
+        cache: _SealedCache,
+        *,
+        buf: bytes | None = None,
+        data_start: int = 0,
+    ) -> None:
+        self.base = base
+        self.sealed = sealed
+        self.path = path
+        self.cache = cache
+        self.data_start = data_start
+        self._buf = buf
+        self._length: int | None = None
+        if sealed is not None:
+            self._length = sealed.length
+        elif buf is not None:
+            self._length = seg.readable_end(buf, data_start)
+
+    @property
+    def length(self) -> int:
+        if self._length is None:
+            self._load_active()
+        assert self._length is not None
+        return self._length
 
     @property
     def end(self) -> int:
         return self.base + self.length
 
+    def file(self) -> Path:
+        """The segment's file (``path`` is the ``.segs`` directory of a sealed one: one Path less per segment)."""
+        return self.path / self.sealed.file_name if self.sealed is not None else self.path
+
     def buffer(self) -> bytes:
         if self._buf is None:
-            assert self.sealed is not None and self.cache is not None
-            self._buf = self.cache.get(self.path, self.sealed.length)
+            if self.sealed is not None:
+                self._buf = self.cache.get(self.file(), self.sealed.length)
+            else:
+                self._load_active()
+        assert self._buf is not None
         return self._buf
+
+    def _load_active(self) -> None:
+        buf = _read_prefix(self.path, _MAX_ACTIVE_READ)
+        header = seg.parse_header(buf) if buf is not None else None
+        if buf is not None and header is not None and header.base == self.base:
+            self._buf, self.data_start = buf, header.length
+            self._length = seg.readable_end(buf, header.length)
+            return
+        # Sealed and replaced since the view was taken: the same bytes are in its sealed copy now.
+        segs_dir = _segs_dir(self.path)
+        for name in _listdir(segs_dir):
+            info = seg.parse_sealed_name(name)
+            if info is not None and info.base == self.base:
+                self.sealed, self.path, self.data_start = info, segs_dir, 0
+                self._length = info.length
+                self._buf = self.cache.get(self.file(), info.length)
+                return
+        raise LogStreamNotFoundError(f"The log stream {self.path.name} changed while it was read")
+
+
+def _segs_dir(active: Path) -> Path:
+    return active.with_name(active.name[: -len(_SUFFIX)] + _SEGS_SUFFIX)
+
+
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _read_prefix(path: Path, limit: int) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            logger.warning("log segment %s is %d bytes; reading its first %d", path, size, limit)
+        return os.pread(fd, min(size, limit), 0)
+    finally:
+        os.close(fd)
 
 
 @dataclass(slots=True)
@@ -487,8 +567,8 @@ class _StreamView:
         if start is None:
             cached = self._cache.get(index)
             if cached is None:
-                if segment.cache is not None:
-                    cached = self._cache[index] = segment.cache.runs(segment.path, buf)
+                if segment.sealed is not None:
+                    cached = self._cache[index] = segment.cache.runs(segment.file(), buf)
                 else:
                     cached = self._cache[index] = seg.parse_runs(buf, segment.data_start, segment.length)
             return cached
@@ -496,9 +576,11 @@ class _StreamView:
         return seg.parse_runs(buf, seg.record_start(buf, segment.data_start, rel), segment.length)
 
     def is_boundary(self, offset: int) -> bool:
-        if offset < 0 or offset > self.end:
+        if offset < 0:
             return False
         segment = self.segments[self.locate(offset)]
+        if offset > segment.end:
+            return False
         rel = offset - segment.base
         return rel == 0 or rel == segment.length or segment.buffer()[rel - 1 : rel] == b"\n"
 
@@ -534,6 +616,8 @@ class LogStore:
         self._root = Path(root)
         self._made_groups: set[str] = set()
         self._sealed = _SealedCache()
+        self._listings: OrderedDict[str, tuple[int, list[seg.SealedInfo]]] = OrderedDict()
+        self._lock = threading.Lock()
         if max_stream_bytes is not None:
             if max_stream_bytes < 1024:
                 raise ValueError("the log cap must be at least 1024 bytes")
@@ -683,31 +767,48 @@ class LogStore:
             return None
         try:
             size = os.fstat(fd).st_size
-            if size > _MAX_ACTIVE_READ:
-                logger.warning("log segment %s is %d bytes; reading its first %d", path, size, _MAX_ACTIVE_READ)
-            buf = os.pread(fd, min(size, _MAX_ACTIVE_READ), 0)
+            buf = os.pread(fd, min(size, _EAGER_READ), 0)
         finally:
             os.close(fd)
         header = seg.parse_header(buf)
         if header is None:
             return None
-        end = seg.readable_end(buf, header.length)
-        active = _Segment(header.base, end, header.length, None, path, buf)
+        if size <= _EAGER_READ:
+            active = _Segment(header.base, None, path, self._sealed, buf=buf, data_start=header.length)
+        else:
+            active = _Segment(header.base, None, path, self._sealed)
         sealed: list[_Segment] = []
-        disk = size
         if header.base > 0:
             # Listed after the active file was read: every segment below its base exists by then.
-            segs_dir = path.with_name(path.name[: -len(_SUFFIX)] + _SEGS_SUFFIX)
-            with contextlib.suppress(FileNotFoundError):
-                for entry in os.scandir(segs_dir):
-                    info = seg.parse_sealed_name(entry.name)
-                    if info is not None and info.base < header.base:
-                        sealed.append(_Segment(info.base, info.length, 0, info, Path(entry.path), cache=self._sealed))
-            sealed.sort(key=lambda s: s.base)
-            # The header of the first sealed segment starts the data; later ones start at their base.
-            for s in sealed:
-                s.data_start = 0
-        return _StreamView(header.name, header.created, [*sealed, active], disk, cutoff)
+            segs_dir = _segs_dir(path)
+            sealed = [
+                _Segment(info.base, info, segs_dir, self._sealed)
+                for info in self._sealed_index(segs_dir)
+                if info.base < header.base
+            ]
+        return _StreamView(header.name, header.created, [*sealed, active], size, cutoff)
+
+    def _sealed_index(self, segs_dir: Path) -> list[seg.SealedInfo]:
+        """The sealed segments of a stream, sorted: its directory listing, cached until the directory changes."""
+        try:
+            version = os.stat(segs_dir).st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        key = str(segs_dir)
+        with self._lock:
+            cached = self._listings.get(key)
+            if cached is not None and cached[0] == version:
+                self._listings.move_to_end(key)
+                return cached[1]
+        infos = sorted(
+            (info for name in _listdir(segs_dir) if (info := seg.parse_sealed_name(name)) is not None),
+            key=lambda info: info.base,
+        )
+        with self._lock:
+            self._listings[key] = (version, infos)
+            while len(self._listings) > _LISTINGS:
+                self._listings.popitem(last=False)
+        return infos
 
     def _open_view(self, group: str, stream: str) -> _StreamView:
         group_dir = self._group_dir(group)
@@ -799,11 +900,14 @@ class LogStore:
             ts, name = found.timestamp, found.stream
             chosen: list[str] = []
             consumed = 0
+            first_chosen = 0
             for message in found.messages:
                 if pattern is None or pattern.matches(message):
                     if count >= limit or ((chosen or batches) and page_bytes + len(message) > _PAGE_BYTES):
                         more = True
                         break
+                    if not chosen:
+                        first_chosen = consumed
                     chosen.append(message)
                     count += 1
                     page_bytes += len(message)
@@ -818,7 +922,7 @@ class LogStore:
                 if batches and batches[-1].stream == name and batches[-1].timestamp == ts:
                     batches[-1].messages.extend(chosen)
                 else:
-                    batches.append(EventBatch(ts, found.ingestion_time, chosen, name))
+                    batches.append(EventBatch(ts, found.ingestion_time, chosen, name, found.offset + first_chosen))
             if more:
                 break
         token = _filter_token(last_key) if more and last_key is not None else None
@@ -925,7 +1029,7 @@ def _info(view: _StreamView) -> LogStreamInfo:
         last_event_timestamp=last_ts,
         last_ingestion_time=last_ing,
         stored_bytes=view.end,
-        disk_bytes=view.disk_bytes + sum(_file_size(s.path) for s in view.segments if s.sealed is not None),
+        disk_bytes=view.disk_bytes + sum(_file_size(s.file()) for s in view.segments if s.sealed is not None),
     )
 
 
@@ -951,14 +1055,15 @@ def _run_end(segment: _Segment, run: seg.Run) -> int:
     return segment.base + run.payload_end
 
 
-def _take(messages: list[str], room_events: int, room_bytes: int, has_events: bool) -> int:
-    """How many of ``messages`` fit a page with this much room left (at least one on an empty page)."""
-    n = min(len(messages), room_events)
-    total = sum(map(len, messages[:n]))
-    if total <= room_bytes:
-        return n
+def _take(messages: list[str], size: int, room_bytes: int, has_events: bool) -> int:
+    """How many of ``messages`` (``size`` bytes stored) fit a page with this much room left.
+
+    An empty page takes at least one event, however large.
+    """
+    if size <= room_bytes:
+        return len(messages)
     taken = 0
-    for message in messages[:n]:
+    for message in messages:
         if (has_events or taken) and len(message) > room_bytes:
             break
         room_bytes -= len(message)
@@ -995,16 +1100,21 @@ def _read_forward(
                     full = True
                     break
                 continue
-            messages = seg.decode_messages(buf, run, skip, limit - count)
-            n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
+            line = pos - segment.base if skip else run.payload_start
+            messages, size, after = seg.read_messages(buf, run, line, run.events - skip, limit - count)
+            n = _take(messages, size, _PAGE_BYTES - page_bytes, count > 0)
             if n:
                 if first is None:
                     first = pos if skip else segment.base + run.start
-                batches.append(EventBatch(run.timestamp, run.ingestion_time, messages[:n]))
+                if n < len(messages):
+                    messages = messages[:n]
+                    size = sum(map(len, messages))
+                    after = seg.message_offset(buf, run, skip + n)
+                batches.append(EventBatch(run.timestamp, run.ingestion_time, messages))
                 count += n
-                page_bytes += sum(map(len, messages[:n]))
-            if skip + n < run.events:
-                pos = segment.base + seg.message_offset(buf, run, skip + n)
+                page_bytes += size
+            if after < run.payload_end or n == 0:
+                pos = segment.base + (after if n else seg.message_offset(buf, run, skip))
                 full = True
                 break
             pos = run_end
@@ -1048,9 +1158,10 @@ def _read_backward(
             # The token may point inside this record: only the events before it.
             keep = buf.count(b"\n", run.payload_start, pos - segment.base) if inside else run.events
             first = max(0, keep - (limit - count))
-            messages = seg.decode_messages(buf, run, first, keep - first)
+            line = run.payload_start if first == 0 else seg.message_offset(buf, run, first)
+            messages, size, _ = seg.read_messages(buf, run, line, run.events - first, keep - first)
             messages.reverse()
-            n = _take(messages, limit - count, _PAGE_BYTES - page_bytes, count > 0)
+            n = _take(messages, size, _PAGE_BYTES - page_bytes, count > 0)
             if n:
                 if last_end is None:
                     last_end = pos if inside else _run_end(segment, run)
@@ -1058,7 +1169,7 @@ def _read_backward(
                 chosen.reverse()
                 batches.append(EventBatch(run.timestamp, run.ingestion_time, chosen))
                 count += n
-                page_bytes += sum(map(len, chosen))
+                page_bytes += size if n == len(messages) else sum(map(len, chosen))
             if n < keep:
                 pos = segment.base + seg.message_offset(buf, run, keep - n)
                 done = True

@@ -155,7 +155,8 @@ def routes(workflows: Callable[[], WorkflowService], schedules: Callable[[], Sch
         return result
 
     async def describe_run(request: Request) -> Any:
-        return workflows().describe_run(request.path_params["run_id"])
+        steps = request.query_params.get("steps", "true").lower() != "false"
+        return workflows().describe_run(request.path_params["run_id"], with_steps=steps)
 
     async def cancel_run(request: Request) -> Any:
         body = await _body(request)
@@ -307,7 +308,12 @@ OPENAPI: dict[str, Any] = {
             ),
         },
         "/api/workflows/runs/{runId}": {
-            "get": _op("Describe a run and its steps", "Run", params=[_path_param("runId")], not_found=True),
+            "get": _op(
+                "Describe a run and its steps (steps=false: the summary alone, for frequent polling)",
+                "Run",
+                params=[_path_param("runId"), _query("steps", "boolean")],
+                not_found=True,
+            ),
         },
         "/api/workflows/runs/{runId}/cancel": {
             "post": _op(

@@ -134,6 +134,14 @@ class RunState:
     redrives: int = 0
     cancelling: bool = False
     schedule: str | None = None
+    waiting: dict[str, None] = field(default_factory=dict)
+    """Steps not yet submitted, in topological order (so a pass over them is O(waiting))."""
+    open: set[str] = field(default_factory=set)
+    """Steps not finished."""
+
+    def refresh_sets(self) -> None:
+        self.waiting = {name: None for name, step in self.steps.items() if step.status == WAITING}
+        self.open = {name for name, step in self.steps.items() if step.status not in STEP_DONE}
 
     def row(self) -> RunRow:
         body = {
@@ -297,15 +305,17 @@ class WorkflowService:
             steps={name: StepState(name) for name in spec.steps},
             schedule=schedule,
         )
+        run.refresh_sets()
         self.store.insert_run(run.row(), [step.row(run.run_id) for step in run.steps.values()])
+        (self.outputs_dir / run.run_id).mkdir(parents=True, exist_ok=True)
         self.runs[run.run_id] = run
         await self._advance_now(run)
         return run.view()
 
-    def describe_run(self, run_id: str) -> dict[str, Any]:
+    def describe_run(self, run_id: str, *, with_steps: bool = True) -> dict[str, Any]:
         run = self.runs.get(run_id)
         if run is not None:
-            return run.view()
+            return run.view(with_steps=with_steps)
         row = self.store.get_run(run_id)
         if row is None:
             raise NotFound(f"Workflow run {run_id} does not exist")
@@ -376,6 +386,7 @@ class WorkflowService:
                 step.status, step.job_id, step.reason, step.outputs = WAITING, None, None, None
                 step.submitted_at = step.started_at = step.stopped_at = None
                 self._mark(run, step)
+        run.refresh_sets()
         self._touch(run)
         self.runs[run_id] = run
         await self._advance_now(run)
@@ -422,13 +433,16 @@ class WorkflowService:
                     reason = f"{reason} (exit code {last.exit_code})"
                 self._step_done(run, step, FAILED, at, reason)
             return
+        # Not persisted: intermediate states are re-derived from the job at start-up, and
+        # writing each of them would cost a row update per job transition.
         step.status = status.value
         if status is JobStatus.RUNNING and step.started_at is None:
             step.started_at = at
-        self._mark(run, step)
 
     def _step_done(self, run: RunState, step: StepState, status: str, at: int, reason: str | None) -> None:
         step.status, step.stopped_at, step.reason = status, at, reason
+        run.waiting.pop(step.name, None)
+        run.open.discard(step.name)
         if step.job_id is not None:
             self._by_job.pop(step.job_id, None)
         self._mark(run, step)
@@ -491,10 +505,8 @@ class WorkflowService:
         now = self.jobs.ctx.clock.now_ms()
         jobs: list[Job] = []
         if not run.cancelling:
-            for name, step_spec in run.spec.steps.items():
-                step = run.steps[name]
-                if step.status != WAITING:
-                    continue
+            for name in list(run.waiting):
+                step, step_spec = run.steps[name], run.spec.steps[name]
                 ups = [run.steps[d] for d in step_spec.depends_on]
                 all_done = all(u.status in STEP_DONE for u in ups)
                 any_bad = any(u.status in STEP_BAD for u in ups)
@@ -518,7 +530,7 @@ class WorkflowService:
         self._finish_if_done(run, now)
 
     def _finish_if_done(self, run: RunState, now: int) -> None:
-        if run.status != RUNNING or any(step.status not in STEP_DONE for step in run.steps.values()):
+        if run.status != RUNNING or run.open:
             return
         bad = [step for step in run.steps.values() if step.status in STEP_BAD]
         if run.cancelling:
@@ -555,12 +567,14 @@ class WorkflowService:
             return []
         head = jobs[0]
         step.job_id, step.status, step.submitted_at = head.id, JobStatus.SUBMITTED.value, now
+        run.waiting.pop(step.name, None)
         step.array_size = built.array_size
         if items is not None:
             self._items[(run.run_id, step.name)] = list(items)
             step.array_size = len(items)
         self._by_job[head.id] = (run.run_id, step.name)
-        self._remove_outputs(run, step)
+        if step.previous_job_ids or step.array_size is not None:
+            self._prepare_outputs(run, step)
         self._mark(run, step)
         return jobs
 
@@ -628,8 +642,8 @@ class WorkflowService:
         request = s.SubmitJob.model_validate(body)
         return request, tuple(depends)
 
-    def _remove_outputs(self, run: RunState, step: StepState) -> None:
-        """A redriven step must not see the output files of its previous job; the directory must exist."""
+    def _prepare_outputs(self, run: RunState, step: StepState) -> None:
+        """A redriven step must not see the output files of its previous job; a map needs its directory."""
         self.output_path(run.run_id, step.name, None).unlink(missing_ok=True)
         children = self.output_path(run.run_id, step.name, 0).parent
         shutil.rmtree(children, ignore_errors=True)
@@ -711,7 +725,7 @@ class WorkflowService:
         steps = {r.step: StepState.from_row(r) for r in self.store.get_steps(row.run_id)}
         for name in spec.steps:
             steps.setdefault(name, StepState(name))
-        return RunState(
+        run = RunState(
             run_id=row.run_id,
             name=row.name,
             revision=row.revision,
@@ -726,6 +740,8 @@ class WorkflowService:
             cancelling=bool(row.body.get("cancelling")),
             schedule=row.body.get("schedule"),
         )
+        run.refresh_sets()
+        return run
 
     def _recover(self) -> None:
         """Re-derive unfinished runs from their jobs (the jobs are the truth; the engine has recovered them)."""
@@ -744,6 +760,7 @@ class WorkflowService:
                     self._mark(run, step)
                     continue
                 self._by_job[job.id] = (run.run_id, step.name)
+                step.started_at = step.started_at or job.started_at
                 if run.spec.steps[step.name].map is not None:
                     try:
                         items = self._map_items(run, run.spec.steps[step.name])
@@ -753,6 +770,7 @@ class WorkflowService:
                         self._items[(run.run_id, step.name)] = items
                 if job.status.value != step.status:
                     self._apply(run, step, job.status, job, job.stopped_at or now)
+            run.refresh_sets()
         for run in list(self.runs.values()):
             self._advance(run)
         self._save()
