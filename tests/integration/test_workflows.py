@@ -308,6 +308,7 @@ def test_a_schedule_fires_and_can_be_paused_and_deleted(server: ServerProcess, t
     assert code == 1 and "does not exist" in err
 
 
+@pytest.mark.slow
 def test_a_run_survives_a_server_restart(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path / "data", extra_args=("--kill-grace-seconds", "1")).start()
     try:
