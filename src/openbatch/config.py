@@ -24,6 +24,8 @@ class Settings:
     """Create compute environment and job queue ``default`` on an empty store."""
     default_max_vcpus: int | None = None
     """maxvCpus of the ``default`` compute environment; ``None`` means this host's CPU count."""
+    image_map: Path | None = None
+    """JSON file mapping job ``image`` names to local directories put first on PATH (``fidelity/container_env``)."""
     public_url: str | None = None
     """How receivers reach this server (SNS SubscribeURL, SigningCertURL); default ``http://host:port``."""
     smtp_url: str | None = None

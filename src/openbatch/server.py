@@ -18,6 +18,7 @@ from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
+from openbatch.fidelity.wiring import container_environment_hook
 from openbatch.events.install import install as install_events
 from openbatch.observability.requests import RequestLog
 from openbatch.runtime import Runtime
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     runtime = Runtime(settings)
+    runtime.engine_hooks.append(container_environment_hook(settings, runtime.ctx, runtime.registry))
     register_job_operations(s.JOB_OPERATIONS)
 
     @asynccontextmanager

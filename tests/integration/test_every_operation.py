@@ -194,11 +194,12 @@ def test_no_model_operation_is_unknown(server: ServerProcess) -> None:
     """An empty request to each route gets a validation error or an answer, never ``Unknown operation``."""
     import httpx
 
-    for name in MODEL.operation_names:
-        http = MODEL.operation_model(name).http
-        uri = http["requestUri"].replace("{resourceArn}", "arn%3Aaws%3Abatch%3Aus-east-1%3A1%3Ajob-queue%2Fnone")
-        response = httpx.request(http["method"], server.url + uri, content=b"{}" if http["method"] == "POST" else None)
-        assert "unknown operation" not in response.text.lower(), (name, response.text)
+    with httpx.Client(base_url=server.url) as client:
+        for name in MODEL.operation_names:
+            http = MODEL.operation_model(name).http
+            uri = http["requestUri"].replace("{resourceArn}", "arn%3Aaws%3Abatch%3Aus-east-1%3A1%3Ajob-queue%2Fnone")
+            response = client.request(http["method"], uri, content=b"{}" if http["method"] == "POST" else None)
+            assert "unknown operation" not in response.text.lower(), (name, response.text)
 
 
 def test_service_job_submission_explains_why_it_cannot_run(batch: BatchClient) -> None:

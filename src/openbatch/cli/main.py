@@ -38,6 +38,11 @@ def server(
         None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
     ),
     kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    image_map: Path | None = typer.Option(
+        None,
+        envvar="OPENBATCH_IMAGE_MAP",
+        help="JSON file mapping job images to local directories (a virtualenv, a prefix) put first on PATH.",
+    ),
     auth_file: Path | None = typer.Option(
         None,
         envvar="OPENBATCH_AUTH_FILE",
@@ -73,6 +78,7 @@ def server(
         region=region,
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
+        image_map=image_map,
         auth_file=auth_file,
         public_url=public_url,
         smtp_url=smtp_url,
