@@ -70,9 +70,9 @@ def test_failure_propagates_through_three_levels(batch: BatchClient, queue: str)
     level2 = submit(batch, queue, ok, level1)
     level3 = submit(batch, queue, ok, level2)
     jobs = finished(batch, [broken, level1, level2, level3])
-    for job_id in (level1, level2, level3):
+    for job_id, failed in ((level1, broken), (level2, level1), (level3, level2)):
         assert jobs[job_id]["status"] == "FAILED"
-        assert jobs[job_id]["statusReason"] == "Dependent Job failed"
+        assert jobs[job_id]["statusReason"] == f"Dependent Job failed: {failed}"
         assert jobs[job_id]["attempts"] == []
         assert "startedAt" not in jobs[job_id]
 
@@ -96,7 +96,7 @@ def test_dependency_already_finished_at_submit(batch: BatchClient, queue: str) -
     jobs = finished(batch, [after_good, after_bad])
     assert jobs[after_good]["status"] == "SUCCEEDED"
     assert jobs[after_bad]["status"] == "FAILED"
-    assert jobs[after_bad]["statusReason"] == "Dependent Job failed"
+    assert jobs[after_bad]["statusReason"] == f"Dependent Job failed: {bad}"
 
 
 def test_dependencies_cross_queues(batch: BatchClient, queue: str) -> None:
@@ -263,7 +263,7 @@ def test_n_to_n_child_failure_fails_matching_child(batch: BatchClient, queue: st
     )["jobId"]
     wait_for_status(batch, second, DONE)
     children = {j["jobId"]: j for j in batch.describe_jobs(jobs=[f"{second}:{i}" for i in range(3)])["jobs"]}
-    assert children[f"{second}:1"]["statusReason"] == "Dependent Job failed"
+    assert children[f"{second}:1"]["statusReason"] == f"Dependent Job failed: {first}:1"
     assert children[f"{second}:0"]["status"] == "SUCCEEDED"
 
 

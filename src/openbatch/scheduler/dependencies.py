@@ -60,12 +60,18 @@ class DependencyMixin(EngineCore):
                     self._set(job, t.wait_for_dependencies)
                 continue
             if job.id in self._dep_failed:
-                self._finish(job, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+                self._finish(job, partial(t.fail, now=now, reason=self._dependency_failed_reason(job)))
             elif self._unmet.get(job.id):
                 if job.status is S.SUBMITTED:
                     self._set(job, t.wait_for_dependencies)
             else:
                 self._release_pending(job, now)
+
+    def _dependency_failed_reason(self, job: Job) -> str:
+        """AWS's ``Dependent Job failed``, naming the failed dependency (found when admitted: rare path)."""
+        in_memory = [d for d in job.deps if (dep := self.jobs.get(d)) is not None and dep.status is S.FAILED]
+        failed = in_memory or [d for d, status in self._stored_statuses(job.deps).items() if status is S.FAILED]
+        return f"{t.DEPENDENT_JOB_FAILED}: {failed[0]}" if failed else t.DEPENDENT_JOB_FAILED
 
     def _release_pending(self, job: Job, now: int) -> None:
         """All dependencies succeeded: run the job, or apply a cancel that was waiting for this."""
@@ -94,7 +100,7 @@ class DependencyMixin(EngineCore):
                     continue
                 if done.status is S.FAILED:
                     # A job with an unfinished dependency is always SUBMITTED or PENDING.
-                    self._set(dependent, lambda j: t.fail(j, now, t.DEPENDENT_JOB_FAILED))
+                    self._set(dependent, partial(t.fail, now=now, reason=f"{t.DEPENDENT_JOB_FAILED}: {done.id}"))
                     work.append(dependent)
                     continue
                 left = self._unmet.get(dependent_id, 1) - 1

@@ -10,6 +10,7 @@ from functools import partial
 from openbatch.domain import transitions as t
 from openbatch.domain.job import Job
 from openbatch.domain.resources import ComputeEnvironment, JobQueue
+from openbatch.domain.states import TERMINAL
 from openbatch.scheduler.capacity import Refusal
 from openbatch.scheduler.core import EngineCore, S
 from openbatch.scheduler.fairshare import FairshareQueue
@@ -17,6 +18,7 @@ from openbatch.scheduler.queues import FifoQueue, RunnableQueue
 
 _POSITION_LIMIT = 10_000
 """Queue positions are counted this far; a job further back is reported as behind 10,000+."""
+_DEPENDENCIES_SHOWN = 5
 
 
 class DispatchMixin(EngineCore):
@@ -146,7 +148,9 @@ class DispatchMixin(EngineCore):
         return reason
 
     def _waiting_reason(self, job: Job, positions: dict[str, dict[str, int]]) -> str | None:
-        """A current, specific reason for a RUNNABLE job (the head's is set by dispatch)."""
+        """A current, specific reason for a RUNNABLE job (the head's is set by dispatch) or a PENDING one."""
+        if job.status is S.PENDING and not job.is_array_parent:
+            return self._dependencies_reason(self.jobs.get(job.id, job))
         if job.status is not S.RUNNABLE:
             return job.status_reason
         job = self.jobs.get(job.id, job)
@@ -168,6 +172,18 @@ class DispatchMixin(EngineCore):
         if blocked:
             text += f"; the first one waits: {blocked}"
         return text
+
+    def _dependencies_reason(self, job: Job) -> str | None:
+        """``Waiting for 2 dependencies: <jobId> (RUNNING), <jobId> (PENDING)``: the unfinished ones.
+
+        Dependencies no longer in memory have finished (and succeeded, or this job would have failed)."""
+        unfinished = [dep for d in job.deps if (dep := self.jobs.get(d)) is not None and dep.status not in TERMINAL]
+        if not unfinished:
+            return job.status_reason
+        shown = ", ".join(f"{dep.id} ({dep.status.value})" for dep in unfinished[:_DEPENDENCIES_SHOWN])
+        more = f" and {len(unfinished) - _DEPENDENCIES_SHOWN} more" if len(unfinished) > _DEPENDENCIES_SHOWN else ""
+        plural = "dependency" if len(unfinished) == 1 else "dependencies"
+        return f"Waiting for {len(unfinished)} {plural}: {shown}{more}"
 
     def queue_utilization(self, name: str) -> tuple[float, dict[str, float] | None, int]:
         """vCPUs running for job queue ``name``; for fair-share queues also per share and active shares."""
