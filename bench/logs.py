@@ -113,6 +113,29 @@ def _page_http(url: str, stream: str, seconds: float) -> tuple[int, float]:
     return events, time.perf_counter() - start
 
 
+def _report_api(store: LogStore, stream: str, seconds: float) -> None:
+    """Server-side cost of GetLogEvents: store read plus the JSON response, without a transport or a client."""
+    try:
+        from openbatch.api.logs_api import LogsApi
+    except ImportError:
+        return
+    api = LogsApi(store)
+    body: dict[str, object] = {"logGroupName": GROUP, "logStreamName": stream, "startFromHead": True}
+    events = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        response = api.get_log_events(body)
+        # The token sits at the end of the body: find it without parsing 10,000 events.
+        text = bytes(response.body)
+        token = json.loads(b"{" + text[text.rindex(b',"nextForwardToken"') + 1 :])
+        events += text.count(b'{"timestamp"')
+        if token["nextForwardToken"] == body.get("nextToken"):
+            break
+        body = {"logGroupName": GROUP, "logStreamName": stream, "nextToken": token["nextForwardToken"]}
+    took = time.perf_counter() - start
+    print(f"paging (API):   {events / took:12,.0f} events/s (store read + JSON response, no transport)")
+
+
 def _report_size(output_bytes: int, root: Path) -> None:
     apparent, allocated = _du(root)
     print(f"output:        {output_bytes / 2**20:10.1f} MiB ({output_bytes // 2:,} lines of 2 bytes)")
@@ -131,10 +154,20 @@ def store_only(mib: int, seconds: float, workdir: Path) -> None:
             writer.write_raw(1_700_000_000_000 + i, chunk)
             writer.flush()
     elapsed = time.perf_counter() - start
-    print(f"write:         {output / 2**20 / elapsed:10.1f} MiB/s through LogWriter.write_raw")
+    print(f"write:         {output / 2**20 / elapsed:10.1f} MiB/s through LogWriter.write_raw (32 Ki lines a call)")
     _report_size(output, workdir / "logs")
+    if hasattr(store.open_writer(GROUP, "probe"), "write_lines"):
+        data = b"y\n" * _PIPE_LINES
+        start = time.perf_counter()
+        with store.open_writer(GROUP, "bench/default/lines") as writer:
+            for i in range(output // len(data)):
+                writer.write_lines(1_700_000_000_000 + i, data)
+                writer.flush()
+        elapsed = time.perf_counter() - start
+        print(f"write:         {output / 2**20 / elapsed:10.1f} MiB/s through LogWriter.write_lines (64 KiB a call)")
     events, took = _page_store(store, stream, seconds)
     print(f"paging (store): {events / took:12,.0f} events/s ({events:,} events in {took:.1f} s, pages of 10,000)")
+    _report_api(store, stream, seconds)
 
 
 def server_run(mib: int, seconds: float, workdir: Path) -> None:
@@ -181,8 +214,12 @@ def server_run(mib: int, seconds: float, workdir: Path) -> None:
         store = LogStore(workdir / "logs")
         events, took = _page_store(store, stream, seconds)
         print(f"paging (store): {events / took:12,.0f} events/s ({events:,} events in {took:.1f} s, pages of 10,000)")
+        _report_api(store, stream, seconds)
         events, took = _page_http(url, stream, seconds)
-        print(f"paging (HTTP):  {events / took:12,.0f} events/s ({events:,} events in {took:.1f} s, pages of 10,000)")
+        print(
+            f"paging (HTTP):  {events / took:12,.0f} events/s ({events:,} events in {took:.1f} s, pages of 10,000, "
+            "parsed with the json module)"
+        )
     finally:
         proc.terminate()
         proc.wait(30)

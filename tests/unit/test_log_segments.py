@@ -133,6 +133,21 @@ def test_short_lines_are_stored_compactly(store: LogStore) -> None:
     assert [e.message for e in page.events] == ["y", "y", "y"]
 
 
+def test_write_lines_matches_write_raw(store: LogStore) -> None:
+    chunks = [b"a\nb\n", b"\n\nc\n", b"@x\nback\\slash\n", b"no newline", b"y\n" * 40_000]
+    with store.open_writer(GROUP, STREAM) as writer:
+        for i, chunk in enumerate(chunks):
+            writer.write_lines(i, chunk)
+    with store.open_writer(GROUP, "raw") as writer:
+        for i, chunk in enumerate(chunks):
+            writer.write_raw(i, [line for line in chunk.split(b"\n") if line])
+    lines = _forward(store, 10_000)
+    head = [(0, "a"), (0, "b"), (1, "c"), (2, "@x"), (2, "back\\slash"), (3, "no newline")]
+    assert lines == head + [(4, "y")] * 40_000
+    raw = store.get_log_events(GROUP, "raw", start_from_head=True, limit=7).events
+    assert [(e.timestamp, e.message) for e in raw] == lines[:7]
+
+
 _CHILD = """
 import sys, time
 from pathlib import Path

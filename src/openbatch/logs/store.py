@@ -284,6 +284,36 @@ class LogWriter:
         if self._pending >= _AUTO_FLUSH:
             self.flush()
 
+    def write_lines(self, timestamp_ms: int, data: bytes) -> None:
+        """Queue every line of ``data`` as an event sharing one timestamp; empty lines are dropped.
+
+        For callers that hold raw pipe bytes: the common case (newline-terminated
+        lines needing no escape) is stored as it is, with no object per line,
+        which is several times faster than splitting for :meth:`write_raw`.
+        """
+        if not data:
+            return
+        if (
+            self._cap is not None
+            or len(data) > seg.RECORD_BYTES
+            or data[-1:] != b"\n"
+            or data[:1] in (b"@", b"\n")
+            or b"\\" in data
+            or b"\n\n" in data
+            or b"\n@" in data
+        ):
+            self.write_raw(timestamp_ms, [line for line in data.split(b"\n") if line])
+            return
+        if self._closed:
+            raise ValueError("write to a closed LogWriter")
+        if self._truncated:
+            return
+        record = b"@%d\t%d\t%d\t%d\n" % (timestamp_ms, _now_ms() - timestamp_ms, data.count(b"\n"), len(data)) + data
+        self._buf.append(record)
+        self._pending += len(record)
+        if self._pending >= _AUTO_FLUSH:
+            self.flush()
+
     def _apply_cap(
         self, timestamp_ms: int, batch: list[bytes], records: list[tuple[bytes, int]]
     ) -> list[tuple[bytes, int]]:
