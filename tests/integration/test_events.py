@@ -7,6 +7,7 @@ an HTTP receiver and an SMTP server (aiosmtpd) on loopback.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,8 +26,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
 from openbatch.cli.background import free_port
+from openbatch.cli.main import app
 from openbatch.events.signing import verify
 from tests.support import REGION, ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
 
@@ -300,18 +303,23 @@ def test_email_subscription_through_smtp(
 
 
 def _openbatch(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openbatch.cli.main", "notify", *args, "--endpoint-url", server.url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """``openbatch notify …`` in this process (the command's own code, without a 2 s interpreter start)."""
+    result = CliRunner().invoke(app, ["notify", *args, "--endpoint-url", server.url])
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
 def test_notify_add_ls_rm(server: ServerProcess, batch: BatchClient, receiver: Receiver) -> None:
     queue = make_queue(batch)
-    added = _openbatch(
-        server, "add", "--on", "FAILED", "--queue", queue, "--job-name-prefix", "nightly-", "--webhook", receiver.url
+    # The installed command, as a user runs it.
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "openbatch.cli.main", "notify", "add", "--on", "FAILED", "--queue", queue),
+            *("--job-name-prefix", "nightly-", "--webhook", receiver.url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OPENBATCH_ENDPOINT_URL": server.url},
     )
     assert added.returncode == 0, added.stderr
     name = added.stdout.split(":")[0]
@@ -347,21 +355,8 @@ def test_notify_errors_are_one_line(server: ServerProcess) -> None:
         result = _openbatch(server, *args)
         assert result.returncode == 1 and result.stderr.startswith("error:"), result.stderr
         assert "Traceback" not in result.stderr
-    down = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openbatch.cli.main",
-            "notify",
-            "ls",
-            "--endpoint-url",
-            f"http://127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert down.returncode == 1 and "cannot reach" in down.stderr and "Traceback" not in down.stderr
+    down = CliRunner().invoke(app, ["notify", "ls", "--endpoint-url", f"http://127.0.0.1:{free_port()}"])
+    assert down.exit_code == 1 and "cannot reach" in down.stderr and "Traceback" not in down.stderr
 
 
 def test_api_errors_and_custom_events(
