@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -59,9 +60,12 @@ class Api:
         self.endpoint = endpoint.rstrip("/")
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+        url = str(httpx.URL(self.endpoint + path, params=params))
+        content = json.dumps(body).encode() if body is not None else b""
+        headers = _signed_headers(method, url, content)
         try:
-            with httpx.Client(base_url=self.endpoint, timeout=60.0) as client:
-                response = client.request(method, path, json=body, params=params)
+            with httpx.Client(timeout=60.0) as client:
+                response = client.request(method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             fail(f"cannot reach OpenBatch at {self.endpoint} ({type(exc).__name__}: {exc}); is the server running?")
         try:
@@ -74,6 +78,26 @@ class Api:
                 fail(str(message or response.status_code), payload.get("problems"))
             fail(f"HTTP {response.status_code}")
         return payload
+
+
+def _signed_headers(method: str, url: str, content: bytes) -> dict[str, str]:
+    """SigV4 headers from the AWS_* variables, for a server started with --auth-file; none without them.
+
+    Only the environment is read: the SDK's full credential chain may query instance
+    metadata, which costs seconds where there is none."""
+    headers = {"Content-Type": "application/json"}
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        return headers
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=url, data=content, headers=headers)
+    credentials = Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN"))
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    SigV4Auth(credentials, "batch", region).add_auth(request)
+    return dict(request.headers.items())
 
 
 def _params(pairs: list[str] | None) -> dict[str, str]:
