@@ -3,22 +3,30 @@
 A job whose definition names a ``jobRoleArn`` that the auth file has credentials
 for gets ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` (on loopback, which boto3 insists
 on for plain HTTP) and ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, as containers on
-AWS Batch do; boto3, the AWS CLI and the other SDKs pick them up unchanged. The
-token belongs to one attempt and is revoked when that attempt ends, together
-with the session token handed out with the role's keys: requests signed with the
-role's keys must carry a live session token, so credentials copied out of a job
-stop working when it ends.
+AWS Batch do; boto3, the AWS CLI and the other SDKs pick them up unchanged.
+
+Both the authorization token and the session token handed out with the role's
+keys name one attempt (``<jobId>.<attempt>.<MAC>``) and are good only while that
+attempt is STARTING or RUNNING in the engine: they need no table, so nothing is
+left to revoke when an attempt ends (they stop working by themselves), and they
+survive a server restart with their attempt (the MAC key is kept in the data
+directory). Requests signed with a role's keys must carry a live session token,
+so credentials copied out of a job stop working when it ends.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import ipaddress
 import logging
+import os
 import secrets
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from starlette.requests import Request
@@ -36,14 +44,14 @@ TOKEN_VARIABLE = "AWS_CONTAINER_AUTHORIZATION_TOKEN"
 _LIVE = (JobStatus.STARTING, JobStatus.RUNNING)
 _EXPIRATION = timedelta(hours=1)
 """What the endpoint advertises; SDKs fetch again before it passes, and get the same keys while the attempt lives."""
+_AUTHORIZATION, _SESSION = "authorization", "session"
 
 
-class StatusChangeLike(Protocol):
+class LiveJobs(Protocol):
+    """The engine's unfinished jobs (``JobEngine.jobs``)."""
+
     @property
-    def job_id(self) -> str: ...
-
-    @property
-    def job(self) -> Job: ...
+    def jobs(self) -> Mapping[str, Job]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,30 +59,42 @@ class Grant:
     job_id: str
     attempt: int
     role_arn: str
-    authorization_token: str
-    session_token: str
 
     @property
     def session_name(self) -> str:
         return f"{self.job_id}-{self.attempt}"
 
-    def __repr__(self) -> str:
-        return f"Grant({self.job_id!r}, attempt={self.attempt}, role={self.role_arn!r})"
+
+def load_or_create_key(path: Path) -> bytes:
+    """The MAC key for attempt tokens, created once, readable by the server's user only."""
+    try:
+        key = path.read_bytes()
+        if len(key) >= 32:
+            return key
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key
 
 
 class CredentialBroker:
-    def __init__(self, auth_file: AuthFile, endpoint: str) -> None:
+    def __init__(self, auth_file: AuthFile, endpoint: str, key: bytes) -> None:
         self.auth_file = auth_file
         self.endpoint = endpoint
-        self._lock = threading.Lock()
-        self._by_authorization: dict[str, Grant] = {}
-        self._by_session: dict[str, Grant] = {}
-        self._by_job: dict[str, list[Grant]] = {}
+        self._key = key
+        self._engine: LiveJobs | None = None
+
+    def attach(self, engine: LiveJobs) -> None:
+        self._engine = engine
 
     def launch_environment(self, job: Job, attempt: int) -> Mapping[str, str]:
         """Engine hook: the variables that give this attempt its role, or none."""
-        role_arn = job.spec.container.get("jobRoleArn")
-        if not isinstance(role_arn, str) or not role_arn:
+        role_arn = _role_of(job)
+        if role_arn is None:
             return {}
         if self.auth_file.current().role(role_arn) is None:
             logger.warning(
@@ -83,39 +103,36 @@ class CredentialBroker:
                 role_arn,
             )
             return {}
-        grant = Grant(job.id, attempt, role_arn, secrets.token_urlsafe(32), "OB" + secrets.token_urlsafe(48))
-        with self._lock:
-            self._by_authorization[grant.authorization_token] = grant
-            self._by_session[grant.session_token] = grant
-            self._by_job.setdefault(job.id, []).append(grant)
-        return {FULL_URI_VARIABLE: self.endpoint, TOKEN_VARIABLE: grant.authorization_token}
+        token = self._token(_AUTHORIZATION, job.id, attempt, role_arn)
+        return {FULL_URI_VARIABLE: self.endpoint, TOKEN_VARIABLE: token}
 
-    def on_status_changes(self, changes: Sequence[StatusChangeLike]) -> None:
-        """Engine hook: keep only the grant of an attempt that is still STARTING or RUNNING."""
-        with self._lock:
-            for change in changes:
-                grants = self._by_job.get(change.job_id)
-                if not grants:
-                    continue
-                job = change.job
-                live_attempt = job.attempt_number if job.status in _LIVE else None
-                keep = [g for g in grants if g.attempt == live_attempt]
-                for grant in grants:
-                    if grant not in keep:
-                        self._by_authorization.pop(grant.authorization_token, None)
-                        self._by_session.pop(grant.session_token, None)
-                if keep:
-                    self._by_job[change.job_id] = keep
-                else:
-                    del self._by_job[change.job_id]
+    def _mac(self, purpose: str, job_id: str, attempt: int, role_arn: str) -> str:
+        message = f"{purpose}\n{job_id}\n{attempt}\n{role_arn}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def _token(self, purpose: str, job_id: str, attempt: int, role_arn: str) -> str:
+        return f"{job_id}.{attempt}.{self._mac(purpose, job_id, attempt, role_arn)}"
+
+    def _grant(self, purpose: str, token: str) -> Grant | None:
+        job_id, _, rest = token.partition(".")
+        attempt_text, _, mac = rest.partition(".")
+        if self._engine is None or not attempt_text.isdigit() or not mac:
+            return None
+        job = self._engine.jobs.get(job_id)
+        if job is None or job.status not in _LIVE or job.attempt_number != int(attempt_text):
+            return None
+        role_arn = _role_of(job)
+        if role_arn is None:
+            return None
+        expected = self._mac(purpose, job_id, int(attempt_text), role_arn)
+        if not hmac.compare_digest(expected, mac):
+            return None
+        return Grant(job_id, int(attempt_text), role_arn)
 
     def session(self, session_token: str) -> Grant | None:
-        with self._lock:
-            return self._by_session.get(session_token)
-
-    def grant(self, authorization_token: str) -> Grant | None:
-        with self._lock:
-            return self._by_authorization.get(authorization_token)
+        """The live attempt a session token was handed to, or ``None``."""
+        return self._grant(_SESSION, session_token)
 
     async def handle(self, request: Request) -> Response:
         """GET the attempt's credentials, in the ECS container credentials shape."""
@@ -123,7 +140,7 @@ class CredentialBroker:
         if not _is_loopback(client):
             return _refuse(403, "The container credentials endpoint answers on loopback only")
         token = request.headers.get("authorization", "")
-        grant = self.grant(token) if token else None
+        grant = self._grant(_AUTHORIZATION, token) if token else None
         if grant is None:
             return _refuse(401, "The authorization token is missing, invalid or belongs to an attempt that has ended")
         role = self.auth_file.current().role(grant.role_arn)
@@ -135,10 +152,15 @@ class CredentialBroker:
                 "RoleArn": role.role_arn,
                 "AccessKeyId": role.access_key_id,
                 "SecretAccessKey": role.secret_access_key,
-                "Token": grant.session_token,
+                "Token": self._token(_SESSION, grant.job_id, grant.attempt, grant.role_arn),
                 "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
         )
+
+
+def _role_of(job: Job) -> str | None:
+    role_arn = job.spec.container.get("jobRoleArn")
+    return role_arn if isinstance(role_arn, str) and role_arn else None
 
 
 def _refuse(status: int, message: str) -> Response:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from openbatch.auth.config import AuthFile, AuthFileError
-from openbatch.auth.credentials import CREDENTIALS_PATH, CredentialBroker
+from openbatch.auth.credentials import CREDENTIALS_PATH, CredentialBroker, load_or_create_key
 from openbatch.auth.middleware import SigV4Middleware
 from openbatch.config import Settings
 from openbatch.domain.job import Job
@@ -22,11 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 class EngineHooks(Protocol):
-    """What the job engine offers job roles (see ``JobEngine``)."""
+    """What job roles need from the job engine (``JobEngine``): its launch environment seam and
+    its unfinished jobs (an attempt's tokens are good while it is STARTING or RUNNING there)."""
+
+    @property
+    def jobs(self) -> Mapping[str, Job]: ...
 
     def add_launch_environment(self, source: Callable[[Job, int], Mapping[str, str]]) -> None: ...
-
-    def add_status_listener(self, listener: Callable[[Sequence[Any]], None]) -> None: ...
 
 
 def is_loopback_host(host: str) -> bool:
@@ -64,7 +66,8 @@ def install_auth(app: Starlette, ctx: ServiceContext, settings: Settings) -> Cre
     if not settings.auth_file.exists():
         logger.warning("auth file %s does not exist yet: every request is refused until keys are added", auth_file.path)
     # Jobs run on this host and reach the endpoint on loopback (boto3 accepts nothing else over HTTP).
-    broker = CredentialBroker(auth_file, f"http://127.0.0.1:{settings.port}{CREDENTIALS_PATH}")
+    endpoint = f"http://127.0.0.1:{settings.port}{CREDENTIALS_PATH}"
+    broker = CredentialBroker(auth_file, endpoint, load_or_create_key(settings.data_dir / "job-credentials.key"))
     if not is_loopback_host(settings.host) and settings.host not in ("0.0.0.0", "::"):
         logger.warning(
             "job roles need the server on 127.0.0.1: listening on %s only, jobs cannot reach their credentials",
@@ -96,5 +99,5 @@ def install_auth(app: Starlette, ctx: ServiceContext, settings: Settings) -> Cre
 
 
 def attach_job_roles(broker: CredentialBroker, engine: EngineHooks) -> None:
+    broker.attach(engine)
     engine.add_launch_environment(broker.launch_environment)
-    engine.add_status_listener(broker.on_status_changes)
