@@ -13,6 +13,7 @@ import pytest
 
 from openbatch.logs import segments as seg
 from openbatch.logs.filter_pattern import FilterPattern, FilterPatternError
+from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import (
     TRUNCATION_MESSAGE,
     InvalidTokenError,
@@ -288,3 +289,28 @@ def test_retention_expires_old_segments_and_hides_old_events(store: LogStore) ->
     assert store.describe_log_groups("/other") == []
     with pytest.raises(LogGroupNotFoundError):
         store.put_retention_policy("/no/such", 1)
+
+
+def test_janitor_removes_finished_work_dirs_after_retention(tmp_path: Path) -> None:
+    now = [1000.0]
+    live = {"running-job"}
+    work = tmp_path / "work"
+    for job in ("running-job", "done-job"):
+        (work / "0a" / job).mkdir(parents=True)
+        (work / "0a" / job / "output.txt").write_text("x")
+    janitor = Janitor(
+        LogStore(tmp_path / "logs"), work, work_retention_seconds=60, is_live=live.__contains__, clock=lambda: now[0]
+    )
+    assert janitor.sweep() == (0, 0)  # the clock of done-job starts now
+    now[0] += 59
+    assert janitor.sweep() == (0, 0)
+    now[0] += 1
+    assert janitor.sweep() == (1, 0)
+    assert [p.name for p in (work / "0a").iterdir()] == ["running-job"]
+    live.clear()  # running-job finishes: its clock starts at the next sweep
+    now[0] += 1_000
+    assert janitor.sweep() == (0, 0)
+    now[0] += 60
+    assert janitor.sweep() == (1, 0)
+    assert not any((work / "0a").iterdir())
+    assert Janitor(LogStore(tmp_path / "logs"), work, work_retention_seconds=None, is_live=bool).sweep() == (0, 0)
