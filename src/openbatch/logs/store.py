@@ -639,7 +639,8 @@ class LogStore:
 
     ``max_stream_bytes`` caps each stream (one job attempt): output past it is
     dropped after a marker event. Given explicitly, it is saved in the store
-    root so that writers in other processes (``LogStore(root)``) apply it too.
+    root so that writers in other processes (``LogStore(root)``) apply it too;
+    0 means no cap (and clears a saved one); ``None`` uses the saved one.
     """
 
     def __init__(self, root: Path, *, max_stream_bytes: int | None = None) -> None:
@@ -648,14 +649,20 @@ class LogStore:
         self._sealed = _SealedCache()
         self._listings: OrderedDict[str, tuple[int, list[seg.SealedInfo]]] = OrderedDict()
         self._lock = threading.Lock()
-        if max_stream_bytes is not None:
+        self._cap: int | None
+        if max_stream_bytes == 0:
+            # Explicitly no cap: forget one saved by an earlier run.
+            with contextlib.suppress(FileNotFoundError):
+                (self._root / _SETTINGS_FILE).unlink()
+            self._cap = None
+        elif max_stream_bytes is not None:
             if max_stream_bytes < 1024:
                 raise ValueError("the log cap must be at least 1024 bytes")
             self._root.mkdir(parents=True, exist_ok=True)
             tmp = self._root / (_SETTINGS_FILE + ".tmp")
             tmp.write_text(json.dumps({"maxStreamBytes": max_stream_bytes}))
             os.replace(tmp, self._root / _SETTINGS_FILE)
-            self._cap: int | None = max_stream_bytes
+            self._cap = max_stream_bytes
         else:
             self._cap = self._saved_cap()
 
