@@ -24,6 +24,10 @@ class Settings:
     """Create compute environment and job queue ``default`` on an empty store."""
     default_max_vcpus: int | None = None
     """maxvCpus of the ``default`` compute environment; ``None`` means this host's CPU count."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest request body accepted; larger ones get HTTP 413 (see ``api/limits.py``)."""
+    max_concurrent_requests: int = 256
+    """Requests handled at once; more get HTTP 429 ``TooManyRequestsException``."""
     image_map: Path | None = None
     """JSON file mapping job ``image`` names to local directories put first on PATH (``fidelity/container_env``)."""
     public_url: str | None = None

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from openbatch.api import schemas as s
 from openbatch.api.app import create_app
 from openbatch.api.auth import ScopeAuthenticator
+from openbatch.api.limits import RequestLimits
 from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
@@ -55,6 +56,12 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     broker = install_auth(app, runtime.ctx, settings)
     if broker is not None:
         runtime.engine_hooks.append(lambda engine: attach_job_roles(broker, engine))
+    # Added last, so outermost: oversized bodies and floods are turned away before authentication reads a body.
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.max_request_bytes,
+        max_concurrent=settings.max_concurrent_requests,
+    )
     return app, runtime
 
 

@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -15,17 +15,18 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from openbatch.api.auth import Authenticator
 from openbatch.api.errors import client_error, response_for
 from openbatch.api.operations import OPERATIONS, Services
+from openbatch.api.wire import check_input, parse_body
 from openbatch.domain.errors import ValidationError
+from openbatch.domain.validation import check_text
 from openbatch.service import tagging
 
 logger = logging.getLogger(__name__)
 _TAGS_PREFIX = "/v1/tags/"
-_NUL_MESSAGE = "The request must not contain NUL (U+0000) characters"
-_MAX_DEPTH = 64
 
 
 def _ok(payload: dict[str, Any]) -> Response:
@@ -65,7 +66,9 @@ def create_app(
         if operation is None:
             return client_error(f"Unknown operation {route[len('/v1/') :]!r}")
         try:
-            payload = _parse_json(body)
+            payload = parse_body(body)
+            # The AWS model's types first: nothing mistyped reaches a use case, let alone the store.
+            check_input("batch", operation.name, payload)
             request_shape = operation.shape.model_validate(payload)
             result = operation.handler(services, caller, request_shape)
             if inspect.isawaitable(result):
@@ -78,11 +81,12 @@ def create_app(
         arn = unquote(route[len(_TAGS_PREFIX) :])
         jobs = services.job_tags
         try:
-            _check_json(arn)
+            check_text("resourceArn", arn)
             if request.method == "GET":
                 return _ok(tagging.list_tags(services.ctx, jobs, arn))
             if request.method == "POST":
-                payload = _parse_json(body)
+                payload = parse_body(body)
+                check_input("batch", "TagResource", payload)
                 tags = payload.get("tags")
                 if not isinstance(tags, dict) or not all(
                     isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
@@ -91,6 +95,9 @@ def create_app(
                 return _ok(tagging.tag_resource(services.ctx, jobs, arn, tags))
             if request.method == "DELETE":
                 keys = parse_qs(request.url.query, keep_blank_values=True).get("tagKeys", [])
+                check_input("batch", "UntagResource", {"resourceArn": arn, "tagKeys": keys}, body_only=False)
+                for key in keys:
+                    check_text("tagKeys", key)
                 return _ok(tagging.untag_resource(services.ctx, jobs, arn, keys))
         except Exception as exc:
             return response_for(exc, "Tagging")
@@ -101,40 +108,17 @@ def create_app(
 
     routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
     # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
-    routes.append(Route("/{path:path}", dispatch, methods=["GET", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]))
+    routes.append(Route("/{path:path}", _AnyMethod(dispatch)))
     return Starlette(routes=routes, lifespan=lifespan)
 
 
-def _parse_json(body: bytes) -> dict[str, Any]:
-    if not body.strip():
-        return {}
-    try:
-        value = json.loads(body)
-    except RecursionError:
-        raise ValidationError(f"The request body is nested more than {_MAX_DEPTH} levels deep") from None
-    except ValueError as exc:
-        raise ValidationError(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValidationError("The request body must be a JSON object")
-    _check_json(value)
-    return value
+class _AnyMethod:
+    """An ASGI endpoint, which Starlette routes for every method (a function would get GET only):
+    even TRACE or an invented method gets an AWS-shaped error rather than a bare 405."""
 
+    def __init__(self, handler: Callable[[Request], Awaitable[Response]]) -> None:
+        self.handler = handler
 
-def _check_json(value: Any) -> None:
-    """Refuse what would only fail deeper down: NUL characters and absurd nesting.
-
-    No Batch string can carry NUL (commands and environment become C strings) and
-    PostgreSQL text cannot store it. Real payloads are a handful of levels deep,
-    while validation and storage recurse over the whole document.
-    """
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise ValidationError(_NUL_MESSAGE)
-        elif isinstance(item, dict | list):
-            if depth > _MAX_DEPTH:
-                raise ValidationError(f"The request body is nested more than {_MAX_DEPTH} levels deep")
-            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.handler(Request(scope, receive))
+        await response(scope, receive, send)

@@ -25,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from openbatch.api.errors import error_response
+from openbatch.api.wire import MalformedBody, check_input, parse_body
+from openbatch.domain.errors import ValidationError
 from openbatch.logs.filter_pattern import FilterPattern, FilterPatternError
 from openbatch.logs.store import (
     MAX_LIMIT,
@@ -120,13 +122,14 @@ class LogsApi:
         handler = self._operations.get(operation)
         if handler is None:
             return error_response(400, "UnknownOperationException", f"Operation {operation!r} is not supported")
-        raw = await request.body()
         try:
-            body = json.loads(raw) if raw.strip() else {}
-        except (ValueError, RecursionError):
-            return error_response(400, "SerializationException", "The request body is not valid JSON")
-        if not isinstance(body, dict):
-            return error_response(400, "SerializationException", "The request body must be a JSON object")
+            body = parse_body(await request.body())
+            # CloudWatch Logs' own model: member types, lengths and ranges (an empty group name too).
+            check_input("logs", operation, body)
+        except MalformedBody as exc:
+            return error_response(400, "SerializationException", exc.message)
+        except ValidationError as exc:
+            return _invalid(exc.message)
         # File reads (and for large pages, decompression) stay off the event loop.
         return await run_in_threadpool(self._call, handler, body)
 

@@ -38,6 +38,12 @@ def server(
         None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
     ),
     kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    max_request_bytes: int = typer.Option(
+        1024 * 1024, min=1, help="Largest request body; larger ones get HTTP 413 ClientException."
+    ),
+    max_concurrent_requests: int = typer.Option(
+        256, min=1, help="Requests handled at once; more get HTTP 429 TooManyRequestsException (clients retry)."
+    ),
     image_map: Path | None = typer.Option(
         None,
         envvar="OPENBATCH_IMAGE_MAP",
@@ -78,6 +84,8 @@ def server(
         region=region,
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
+        max_request_bytes=max_request_bytes,
+        max_concurrent_requests=max_concurrent_requests,
         image_map=image_map,
         auth_file=auth_file,
         public_url=public_url,

@@ -17,6 +17,14 @@ PROTECTED_ENV_PREFIX = "AWS_BATCH"
 _EXIT_CODE_PATTERN = re.compile(r"^[0-9]*\*?$")
 _REF = "Ref::"
 _MAX_TIMEOUT_SECONDS = 2**31 - 1
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+"""How resourceRequirements values are written in AWS's documentation ("1", "0.25", "2048"): no exponent,
+sign, spaces, underscores or hexadecimal, all of which float() would take (``"1e9"`` vCPUs once got in)."""
+MAX_VCPUS = 192
+"""AWS Batch runs a container as an ECS task, whose CPU on EC2 is at most 196,608 CPU units, 192 vCPUs
+(ECS API reference, RegisterTaskDefinition ``cpu``; Batch: "each vCPU is equivalent to 1,024 CPU shares")."""
+MAX_INTEGER = 2**31 - 1
+"""MEMORY and GPU are whole numbers; the model's ``memory`` member next to them is a 32-bit Integer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +32,8 @@ class Resources:
     vcpus: float = 1.0
     memory_mib: int | None = None
     gpus: int = 0
+    consumables: tuple[tuple[str, int], ...] = ()
+    """Consumable resources the job holds while it runs: (name, quantity)."""
 
 
 def check_resource_requirements(requirements: Iterable[Mapping[str, str]]) -> None:
@@ -45,6 +55,25 @@ def check_resource_requirements(requirements: Iterable[Mapping[str, str]]) -> No
             raise ValidationError(f"MEMORY must be a whole number of MiB, at least 4; got {value}")
         if kind == "GPU" and (number < 0 or not number.is_integer()):
             raise ValidationError(f"GPU must be a whole number of GPUs; got {value}")
+        # AWS's ResourceRequirement: VCPU is a number of vCPUs (at least one on EC2, 0.25 steps on Fargate),
+        # MEMORY a hard limit in MiB of at least 4, GPU a number of physical GPUs.
+        if not _DECIMAL.fullmatch(value):
+            raise ValidationError(
+                f"resourceRequirements {kind} value {value!r} must be a plain decimal number such as 2 or 0.5"
+            )
+        if kind == "VCPU" and number > MAX_VCPUS:
+            raise ValidationError(f"VCPU must be at most {MAX_VCPUS} vCPUs; got {value}")
+        if kind in ("MEMORY", "GPU") and number > MAX_INTEGER:
+            raise ValidationError(f"{kind} must be at most {MAX_INTEGER}; got {value}")
+
+
+def check_legacy_resources(member: str, container: Mapping[str, Any]) -> None:
+    """The deprecated ``vcpus`` and ``memory`` members obey the same limits as resourceRequirements."""
+    vcpus, memory = container.get("vcpus"), container.get("memory")
+    if vcpus is not None and not 1 <= vcpus <= MAX_VCPUS:
+        raise ValidationError(f"{member}.vcpus must be between 1 and {MAX_VCPUS}; got {vcpus}")
+    if memory is not None and memory < 4:
+        raise ValidationError(f"{member}.memory must be at least 4 MiB; got {memory}")
 
 
 def resources_of(container: Mapping[str, Any]) -> Resources:

@@ -9,6 +9,24 @@ from openbatch.domain.errors import ValidationError
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MAX_TAGS = 50
+_NOT_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters outside XML 1.0's ``Char`` production, the text AWS's services accept: C0 control
+characters other than tab, newline and carriage return (NUL included: commands and environment
+become C strings, and PostgreSQL text cannot hold it), U+FFFE/U+FFFF, and lone UTF-16 surrogates
+(JSON's ``"\\ud800"`` decodes to one; it is not a Unicode character and cannot be encoded to UTF-8)."""
+
+
+def check_text(member: str, value: str) -> str:
+    """Every string a request carries: Unicode text without control characters (tab and newlines aside)."""
+    bad = _NOT_TEXT.search(value)
+    if bad is not None:
+        code = ord(bad.group())
+        if 0xD800 <= code <= 0xDFFF:
+            kind = "a lone UTF-16 surrogate"
+        else:
+            kind = "a NUL character" if code == 0 else "a control character"
+        raise ValidationError(f"{member} contains {kind} (U+{code:04X}) at position {bad.start()}")
+    return value
 
 
 def check_name(kind: str, value: str) -> str:

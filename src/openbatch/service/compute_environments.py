@@ -39,17 +39,24 @@ def _check_vcpus(resources: dict[str, Any]) -> None:
         raise ValidationError(f"desiredvCpus ({desired}) must be between minvCpus ({low}) and maxvCpus ({high})")
 
 
-def create(ctx: ServiceContext, caller: Caller, req: s.CreateComputeEnvironment) -> dict[str, Any]:
-    name = check_name("Compute environment", req.computeEnvironmentName)
-    body = req.echo()
+def _check_definition(req: s.CreateComputeEnvironment) -> None:
+    """CreateComputeEnvironment's rules, which every stored compute environment satisfies."""
     if req.type == "MANAGED":
         if req.computeResources is None:
             raise ValidationError("computeResources must be specified for a MANAGED compute environment")
-        compute_rules.check_create(body["computeResources"])
-        _check_vcpus(body["computeResources"])
-        body["computeResources"].setdefault("minvCpus", 0)
+        _check_vcpus(req.computeResources.echo())
     elif req.computeResources is not None:
         raise ValidationError("computeResources cannot be specified for an UNMANAGED compute environment")
+
+
+def create(ctx: ServiceContext, caller: Caller, req: s.CreateComputeEnvironment) -> dict[str, Any]:
+    name = check_name("Compute environment", req.computeEnvironmentName)
+    _check_definition(req)
+    body = req.echo()
+    if req.type == "MANAGED" and req.computeResources is not None:
+        compute_rules.check_create(body["computeResources"])
+    if req.type == "MANAGED":
+        body["computeResources"].setdefault("minvCpus", 0)
     arn = caller.arns.build(ResourceType.COMPUTE_ENVIRONMENT, name)
     env_uuid = str(uuid.uuid4())
     body.update(
@@ -80,6 +87,8 @@ def update(ctx: ServiceContext, req: s.UpdateComputeEnvironment) -> dict[str, An
     if "unmanagedvCpus" in changes and body.get("type") == "MANAGED":
         raise ValidationError("unmanagedvCpus can only be set on an UNMANAGED compute environment")
     body.update(changes)
+    # An update can never store what a create would refuse: the merged result passes create's rules.
+    _check_definition(s.CreateComputeEnvironment.model_validate(body))
     ctx.store.update_resource(KIND, body["computeEnvironmentName"], body)
     ctx.resources_changed()
     return {

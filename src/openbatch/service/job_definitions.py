@@ -66,10 +66,7 @@ def resolve(ctx: ServiceContext, reference: str) -> JobDefinitionRecord:
 def _check_container(props: dict[str, Any]) -> None:
     jobspec.check_environment(props.get("environment") or [])
     jobspec.check_resource_requirements(props.get("resourceRequirements") or [])
-    if props.get("vcpus") is not None and props["vcpus"] < 1:
-        raise ValidationError("containerProperties.vcpus must be at least 1")
-    if props.get("memory") is not None and props["memory"] < 4:
-        raise ValidationError("containerProperties.memory must be at least 4 MiB")
+    jobspec.check_legacy_resources("containerProperties", props)
     if not props.get("image"):
         raise ValidationError("containerProperties.image is required")
 
@@ -96,6 +93,7 @@ def register(ctx: ServiceContext, caller: Caller, req: s.RegisterJobDefinition) 
     body["tags"] = check_tags(req.tags)
     body.setdefault("platformCapabilities", ["EC2"])
     job_definition_rules.apply(body)
+    job_definition_rules.check_consumables(ctx, body)
     body.setdefault("propagateTags", False)
     body["containerOrchestrationType"] = "EKS" if "eksProperties" in body else "ECS"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from openbatch.api import schemas as s
@@ -20,6 +20,7 @@ from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
 from openbatch.domain.resources import JobQueue, SchedulingPolicy
 from openbatch.domain.states import JobStatus
 from openbatch.domain.validation import check_range, check_tags
+from openbatch.fidelity import consumables
 from openbatch.store.base import JobDefinitionRecord
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -140,6 +141,7 @@ def build_spec(
     container = effective_container(body, req)
     jobspec.check_environment(container.get("environment") or [])
     jobspec.check_resource_requirements(container.get("resourceRequirements") or [])
+    jobspec.check_legacy_resources("containerOverrides", container)
     parameters = {**body.get("parameters", {}), **(req.parameters or {})}
     command = jobspec.substitute_parameters(container.get("command") or [], parameters)
     if not command:
@@ -163,7 +165,10 @@ def build_spec(
         container=container,
         command=tuple(command),
         environment={e["name"]: e.get("value", "") for e in container.get("environment") or []},
-        resources=jobspec.resources_of(container),
+        resources=replace(
+            jobspec.resources_of(container),
+            consumables=consumables.effective_requirements(body, req.consumableResourcePropertiesOverride),
+        ),
         retry=jobspec.RetryPolicy.from_wire(retry_wire),
         retry_wire=retry_wire,
         timeout_seconds=(timeout_wire or {}).get("attemptDurationSeconds"),

@@ -1,0 +1,139 @@
+"""Request limits as ASGI middleware: a body size cap and a bound on requests in flight.
+
+Both are answered before any route runs, in AWS's JSON error shape:
+
+* a body over ``max_body_bytes`` gets HTTP 413 ``ClientException``. The
+  declared ``Content-Length`` is checked first, and the body is read in the
+  server's chunks and given up on as soon as the cap is passed, so a 10 MB
+  body never sits in memory. uvicorn stops reading the socket while the app is
+  not receiving (flow control), so what the client has not sent yet stays in
+  the kernel's buffers.
+* beyond ``max_concurrent`` requests in flight, a request gets HTTP 429
+  ``TooManyRequestsException`` at once. botocore retries both (status 429 in
+  its legacy mode, the error code in its standard and adaptive modes), so a
+  flooding client slows down instead of growing a queue in the server.
+
+Memory is then bounded by about ``max_concurrent × max_body_bytes`` plus what
+the routes build from those bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+"""1 MiB: AWS Batch's largest documented request, a SubmitJob with its overrides, is far smaller."""
+DEFAULT_MAX_CONCURRENT_REQUESTS = 256
+"""Enough for many clients waiting on SubmitJob's group commit; small enough to bound memory."""
+
+
+class RequestLimits:
+    """Wraps the application; ``exempt`` paths (health checks) are never limited."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+        exempt: Iterable[str] = ("/health",),
+    ) -> None:
+        if max_body_bytes < 1 or max_concurrent < 1:
+            raise ValueError("max_body_bytes and max_concurrent must be at least 1")
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.max_concurrent = max_concurrent
+        self.exempt = frozenset(exempt)
+        self.in_flight = 0
+        """Requests being handled now (one event loop: a plain counter needs no lock)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_concurrent:
+            await _send_error(
+                send,
+                429,
+                "TooManyRequestsException",
+                f"Too many requests: the server is handling {self.max_concurrent} already; retry later",
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self._handle(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = _content_length(scope)
+        if declared == -1:
+            await _send_error(send, 400, "ClientException", "The Content-Length header is not a valid number")
+            return
+        if declared is not None and declared > self.max_body_bytes:
+            await self._too_large(send)
+            return
+        body = await self._read_body(receive)
+        if body is None:
+            await self._too_large(send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            # After the body only a disconnect can come; let the route see it.
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, or ``None`` as soon as it passes the cap (chunked bodies have no length)."""
+        chunks = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                # The client went away; the route gets an empty body and its reply goes nowhere.
+                return bytes(chunks)
+            chunks += message.get("body", b"")
+            if len(chunks) > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return bytes(chunks)
+
+    async def _too_large(self, send: Send) -> None:
+        # The connection stays open: a client still sending would otherwise get a reset instead of
+        # this answer. uvicorn reads and discards the rest of the body once the response is complete.
+        await _send_error(
+            send,
+            413,
+            "ClientException",
+            f"The request body is larger than the server's limit of {self.max_body_bytes} bytes",
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body length; ``None`` when absent, ``-1`` when malformed."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isascii() and text.isdigit() else -1
+    return None
+
+
+async def _send_error(send: Send, status: int, error_type: str, message: str) -> None:
+    body = json.dumps({"__type": error_type, "message": message}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+        (b"x-amzn-errortype", error_type.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
