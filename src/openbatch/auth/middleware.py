@@ -78,37 +78,46 @@ class SigV4Middleware:
         self.clock = clock
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        websocket = scope["type"] == "websocket"
+        method = "GET" if websocket else scope["method"]
         query = parse_query(scope.get("query_string", b"").decode("latin-1"))
-        if _is_public(scope, query):
+        if not websocket and _is_public(scope, query):
             await self.app(scope, receive, send)
             return
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         header_map = dict(headers)
         protocol = protocol_of(scope["path"], header_map)
         raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1").split("?", 1)[0]
+        body = b""
         try:
             # Everything that needs no body is checked before the body is read.
-            request = HttpRequest(scope["method"], raw_path, query, headers, b"")
+            request = HttpRequest(method, raw_path, query, headers, b"")
             signed = parse(request)
             principal = self._principal(signed)
             check_time(signed, self.clock())
-            body = await _read_body(receive)
-            request = HttpRequest(scope["method"], raw_path, query, headers, body)
+            if not websocket:
+                body = await _read_body(receive)
+            request = HttpRequest(method, raw_path, query, headers, body)
             verify(signed, request, self._secret(signed))
-            self._authorize(principal, protocol, scope["method"], scope["path"], header_map, query, body, signed)
+            self._authorize(principal, protocol, method, scope["path"], header_map, query, body, signed)
         except AuthError as error:
-            logger.info(
-                "refused %s %s: %s (%s)", scope["method"], scope["path"], error.failure.value[0], error.message[:200]
-            )
-            await error_response(error, protocol)(scope, receive, send)
+            logger.info("refused %s %s: %s (%s)", method, scope["path"], error.failure.value[0], error.message[:200])
+            if websocket:
+                # Closing before accepting makes the server answer the handshake with HTTP 403.
+                await send({"type": "websocket.close", "code": 1008})
+            else:
+                await error_response(error, protocol)(scope, receive, send)
             return
         except _BodyTooLarge:
             await _too_large()(scope, receive, send)
             return
-        await self.app({**scope, PRINCIPAL_KEY: principal}, _replay(body, receive), send)
+        if websocket:
+            await self.app({**scope, PRINCIPAL_KEY: principal}, receive, send)
+        else:
+            await self.app({**scope, PRINCIPAL_KEY: principal}, _replay(body, receive), send)
 
     def _principal(self, signed: SignedRequest) -> Principal:
         config = self.auth_file.current()
