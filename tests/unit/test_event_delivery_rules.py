@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from openbatch.events.service import DEFAULT_RETRY_POLICY, EventsError, json_path, retry_delay, transform_input
+from openbatch.events.service import _job_statuses as job_statuses
 from openbatch.events.service import _retry_policy_of as retry_policy_of
 from openbatch.events.signing import Signer, string_to_sign, verify
 
@@ -92,3 +93,16 @@ def test_signature_roundtrip_and_persistent_key(tmp_path: Path) -> None:
     again = Signer(tmp_path)
     assert again.certificate_pem == signer.certificate_pem
     assert verify(message, again.certificate_pem)
+
+
+def test_job_states_a_rule_can_match() -> None:
+    failed = {"source": ["aws.batch"], "detail": {"status": ["FAILED"]}}
+    custom = {"source": ["my.app"], "detail": {"status": ["anything"]}}
+    assert job_statuses([]) == frozenset()
+    assert job_statuses([failed, custom]) == frozenset({"FAILED"})
+    assert job_statuses([failed, {"detail": {"status": ["SUCCEEDED", "FAILED"]}}]) == frozenset({"SUCCEEDED", "FAILED"})
+    # Anything the shortcut cannot read means "any state".
+    assert job_statuses([failed, {"source": ["aws.batch"]}]) is None
+    assert job_statuses([{"detail": {"status": [{"anything-but": "RUNNING"}]}}]) is None
+    assert job_statuses([{"$or": [{"detail": {"status": ["FAILED"]}}, {"source": ["x"]}]}]) is None
+    assert job_statuses([{"detail-type": ["Other"], "detail": {"x": [1]}}]) == frozenset()

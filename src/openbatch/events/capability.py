@@ -77,18 +77,12 @@ class EventsCapability:
         self._service, self._worker = service, worker
         self._router = AwsRouter(EventBridgeApi(service), SnsApi(service), logs)
 
-        def source(changes: Any) -> Any:
-            if not service.has_rules:
-                return []
-            render = job_detail()
-            return service.outbox_source(render)(changes)
-
         def committed(changes: Any) -> None:
             # Outbox entries of this batch are committed now: let the worker move them.
             if service.has_rules:
                 worker.wake()
 
-        engine.add_outbox_source(source)
+        engine.add_outbox_source(service.outbox_source(job_detail))
         engine.add_status_listener(committed)
         worker.start()
 

@@ -2,9 +2,10 @@
 
 One asyncio task. Each pass moves committed events from the job store's outbox
 into deliveries (routing them through the rules), then sends what is due. Each
-destination (a subscription or a webhook target) gets its messages one at a
-time in commit order, so a job's events arrive in order; a failure holds back
-that destination alone until its retry, per the SNS delivery policy. After the
+destination (a subscription or a webhook target) gets one job's messages one at
+a time in commit order, so a job's events arrive in order, while different jobs'
+go out in parallel; a failure holds back that job's messages to that destination
+until its retry, per the SNS delivery policy. After the
 last retry a delivery is dead: it stays in the log (``GET /openbatch/deliveries``,
 ``DeliveriesFailed`` in GetSubscriptionAttributes, ``/metrics``).
 """
@@ -158,9 +159,9 @@ class DeliveryWorker:
             self.store.prune_delivered(now - _DELIVERED_RETENTION_MS)
             self._last_prune = now
         pending = self.store.due_deliveries(now)
-        by_destination: dict[str, list[Delivery]] = {}
+        by_destination: dict[tuple[str, str], list[Delivery]] = {}
         for delivery in pending:
-            by_destination.setdefault(delivery.destination, []).append(delivery)
+            by_destination.setdefault((delivery.destination, delivery.ordering_key), []).append(delivery)
         due = {d: rows for d, rows in by_destination.items() if rows[0].next_attempt_at <= now}
         if due:
             limit = asyncio.Semaphore(_MAX_PARALLEL)
@@ -176,9 +177,9 @@ class DeliveryWorker:
 
     def _next_due(self) -> float:
         now = self.clock.now_ms()
-        heads: dict[str, int] = {}
+        heads: dict[tuple[str, str], int] = {}
         for delivery in self.store.due_deliveries(now):
-            heads.setdefault(delivery.destination, delivery.next_attempt_at)
+            heads.setdefault((delivery.destination, delivery.ordering_key), delivery.next_attempt_at)
         return max(min(heads.values()) - now, 0) / 1000 if heads else _IDLE_SECONDS
 
     def drain_outbox(self) -> None:

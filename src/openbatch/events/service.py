@@ -81,6 +81,8 @@ class EventsService:
         self.wake = wake
         """Tells the delivery worker that new deliveries are waiting."""
         self._active: list[_ActiveRule] = []
+        self._job_statuses: frozenset[str] | None = frozenset()
+        """The job states some rule can match (``None``: any); empty when no rule can match a job event."""
         self._subscribers: dict[str, list[Subscription]] = {}
         self.reload()
 
@@ -101,6 +103,7 @@ class EventsService:
                 continue
             active.append(_ActiveRule(rule, pattern, tuple(targets.get(rule.name, ()))))
         self._active = active
+        self._job_statuses = _job_statuses([json.loads(a.rule.event_pattern) for a in active])
         self._subscribers = {}
         for sub in self.store.list_subscriptions(limit=1_000_000):
             if sub.confirmed:
@@ -113,7 +116,12 @@ class EventsService:
     # --- events ---------------------------------------------------------------------
 
     def job_event(self, change: StatusChange, detail: dict[str, Any]) -> dict[str, Any]:
-        """The EventBridge ``Batch Job State Change`` event for one state change."""
+        """The EventBridge ``Batch Job State Change`` event for one state change.
+
+        ``detail`` is the job as it is at commit time; a job that moved several times
+        since the last commit has each event say the state it moved to.
+        """
+        detail["status"] = change.new.value
         return {
             "version": "0",
             "id": str(uuid.uuid4()),
@@ -127,7 +135,7 @@ class EventsService:
         }
 
     def outbox_source(
-        self, render: Callable[[Any], dict[str, Any]]
+        self, renderer: Callable[[], Callable[[Any], dict[str, Any]]]
     ) -> Callable[[Sequence[StatusChange]], list[OutboxEntry]]:
         """An engine outbox source: an entry per state change that some enabled rule matches.
 
@@ -138,6 +146,13 @@ class EventsService:
         def source(changes: Sequence[StatusChange]) -> list[OutboxEntry]:
             if not self._active:
                 return []
+            statuses = self._job_statuses
+            if statuses is not None:
+                # Rendering a job costs far more than this test: skip states no rule can match.
+                changes = [change for change in changes if change.new.value in statuses]
+            if not changes:
+                return []
+            render = renderer()
             entries = []
             for change in changes:
                 event = self.job_event(change, render(change.job))
@@ -160,6 +175,9 @@ class EventsService:
 
     def _target_deliveries(self, rule: Rule, target: Target, event: dict[str, Any]) -> list[NewDelivery]:
         message = transform_input(target.body, event)
+        # One job's events in order; different jobs' in parallel (custom events without resources share a key).
+        resources = event.get("resources")
+        key = str(resources[0]) if isinstance(resources, list) and resources else ""
         if target.arn.startswith(("http://", "https://")):
             retry = target.body.get("RetryPolicy") or {}
             return [
@@ -168,12 +186,19 @@ class EventsService:
                     kind="webhook",
                     message_id=str(event.get("id") or uuid.uuid4()),
                     payload={"url": target.arn, "body": message, "retry": retry, "created_at": self.clock.now_ms()},
+                    ordering_key=key,
                 )
             ]
-        return self._fan_out(target.arn, message, subject=None, attributes={})
+        return self._fan_out(target.arn, message, subject=None, attributes={}, ordering_key=key)
 
     def _fan_out(
-        self, topic_arn: str, message: str | Mapping[str, str], *, subject: str | None, attributes: dict[str, Any]
+        self,
+        topic_arn: str,
+        message: str | Mapping[str, str],
+        *,
+        subject: str | None,
+        attributes: dict[str, Any],
+        ordering_key: str = "",
     ) -> list[NewDelivery]:
         message_id = str(uuid.uuid4())
         timestamp = iso_time(self.clock.now_ms(), millis=True)
@@ -192,6 +217,7 @@ class EventsService:
                         "Timestamp": timestamp,
                         "MessageAttributes": attributes or None,
                     },
+                    ordering_key=ordering_key,
                 )
             )
         return deliveries
@@ -757,6 +783,36 @@ def retry_delay(policy: Mapping[str, Any], failures: int) -> float | None:
     else:
         delay = max(low, 1.0) * 2 ** (step - 1)
     return min(max(delay, low), high)
+
+
+def _job_statuses(patterns: Sequence[Any]) -> frozenset[str] | None:
+    """The job states for which some pattern may match a ``Batch Job State Change`` event.
+
+    Only plain lists of strings are read (``"source": ["aws.batch"]``, ``"detail": {"status":
+    ["FAILED"]}``): a pattern using matchers or ``$or`` there may match any state. Every
+    pattern must still match the whole event; this only rules events out early.
+    """
+    statuses: set[str] = set()
+    for pattern in patterns:
+        if not isinstance(pattern, dict):
+            return None
+        if not _may_be(pattern.get("source"), "aws.batch") or not _may_be(pattern.get("detail-type"), DETAIL_TYPE):
+            continue
+        detail = pattern.get("detail")
+        wanted = detail.get("status") if isinstance(detail, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(v, str) for v in wanted) or "$or" in pattern:
+            return None
+        if isinstance(detail, dict) and "$or" in detail:
+            return None
+        statuses.update(wanted)
+    return frozenset(statuses)
+
+
+def _may_be(values: Any, value: str) -> bool:
+    """False only when ``values`` is a list of plain strings without ``value``."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        return True
+    return value in values
 
 
 def _check_bus(body: Mapping[str, Any]) -> None:

@@ -66,12 +66,15 @@ class NewDelivery:
     kind: str
     message_id: str
     payload: dict[str, Any]
+    ordering_key: str = ""
+    """Deliveries to one destination with the same key are sent one at a time, in order."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Delivery:
     id: int
     destination: str
+    ordering_key: str
     kind: str
     message_id: str
     payload: dict[str, Any]
@@ -111,6 +114,7 @@ def _delivery(row: Any) -> Delivery:
     return Delivery(
         id=row.id,
         destination=row.destination,
+        ordering_key=row.ordering_key,
         kind=row.kind,
         message_id=row.message_id,
         payload=json.loads(row.payload),
@@ -331,7 +335,7 @@ class EventsStore:
             _insert_deliveries(conn, deliveries, now)
 
     def due_deliveries(self, now: int, limit: int = 500) -> list[Delivery]:
-        """The oldest pending deliveries, in id order; callers deliver each destination's in order."""
+        """The oldest pending deliveries, in id order; callers keep that order per destination and key."""
         query = (
             select(sns_deliveries).where(sns_deliveries.c.state == PENDING).order_by(sns_deliveries.c.id).limit(limit)
         )
@@ -397,6 +401,7 @@ def _insert_deliveries(conn: Connection, deliveries: Sequence[NewDelivery], now:
         [
             {
                 "destination": d.destination,
+                "ordering_key": d.ordering_key,
                 "kind": d.kind,
                 "message_id": d.message_id,
                 "payload": json.dumps(d.payload, separators=(",", ":")),

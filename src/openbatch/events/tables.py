@@ -54,9 +54,11 @@ sns_deliveries = Table(
     "sns_deliveries",
     metadata,
     # The delivery queue and its log: one row per message per destination, delivered in id order
-    # per destination. Destinations are SNS subscriptions or EventBridge webhook targets.
+    # per destination and ordering key (a job's ARN: one job's events arrive in order, different
+    # jobs' in parallel). Destinations are SNS subscriptions or EventBridge webhook targets.
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("destination", String(1700), nullable=False),
+    Column("ordering_key", String(1700), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("message_id", String(64), nullable=False),
     Column("payload", Text, nullable=False),

@@ -55,6 +55,7 @@ def upgrade() -> None:
         "sns_deliveries",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("destination", sa.String(1700), nullable=False),
+        sa.Column("ordering_key", sa.String(1700), nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
         sa.Column("message_id", sa.String(64), nullable=False),
         sa.Column("payload", sa.Text, nullable=False),
