@@ -20,6 +20,10 @@ class Settings:
     loopback only."""
     kill_grace_seconds: float = 30.0
     """SIGTERM→SIGKILL grace for terminate and timeout (AWS uses 30 s)."""
+    max_log_bytes_per_job: int | None = None
+    """Cap on each attempt's log stream: output past it is dropped after a marker line. ``None``: no cap."""
+    work_dir_retention_hours: float | None = 24.0
+    """Finished jobs' work directories are removed after this long (``logs/janitor.py``); ``None`` keeps them."""
     create_defaults: bool = True
     """Create compute environment and job queue ``default`` on an empty store."""
     default_max_vcpus: int | None = None

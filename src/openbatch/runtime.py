@@ -13,6 +13,7 @@ from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import LocalExecutor
+from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
 from openbatch.scheduler.capacity import Capacity, host_memory_mib
 from openbatch.scheduler.engine import JobEngine
@@ -40,7 +41,9 @@ class Runtime:
         self.caller = Caller(region=settings.region, account=settings.account_id)
         self.ctx = ServiceContext(store=self.store, clock=self.clock, default_caller=self.caller)
         self.registry = Registry(self.store, self.ctx.host_vcpus)
-        self.log_store = LogStore(settings.logs_dir)
+        # 0: no cap (and none left over from an earlier run); writers in other processes read it too.
+        self.log_store = LogStore(settings.logs_dir, max_stream_bytes=settings.max_log_bytes_per_job or 0)
+        self._janitor: Janitor | None = None
         self._jobs: JobService | None = None
         self.engine_hooks: list[Callable[[JobEngine], None]] = []
         """Called with the engine before it starts: capabilities register their engine hooks here."""
@@ -91,8 +94,18 @@ class Runtime:
             hook(engine)
         engine.start()
         self.workflows.start()
+        retention = self.settings.work_dir_retention_hours
+        self._janitor = Janitor(
+            self.log_store,
+            self.settings.work_dir,
+            work_retention_seconds=retention * 3600 if retention is not None else None,
+            is_live=engine.jobs.__contains__,
+        )
+        self._janitor.start()
 
     async def stop(self) -> None:
+        if self._janitor is not None:
+            await self._janitor.stop()
         if self.workflows is not None:
             await self.workflows.stop()
         if self._jobs is not None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from openbatch.logs.store import LogStore
+from openbatch.logs.store import TRUNCATION_MESSAGE, LogStore
 from tests.support import CREDENTIALS, REGION, ServerProcess, make_queue, shell_definition, wait_for_status
 
 if TYPE_CHECKING:
@@ -197,3 +197,24 @@ def test_errors_have_aws_shapes(server: ServerProcess, logs: CloudWatchLogsClien
     arn = f"arn:aws:logs:{REGION}:123456789012:log-group:{GROUP}:*"
     by_arn = logs.get_log_events(logGroupIdentifier=arn, logStreamName=job_stream, startFromHead=True)
     assert by_arn["events"][0]["message"] == "hello ERROR one"
+
+
+@pytest.mark.slow
+def test_operator_log_cap_truncates_with_a_marker(tmp_path: Path) -> None:
+    capped = ServerProcess(tmp_path / "capped", extra_args=["--max-log-bytes-per-job", "4096"]).start()
+    try:
+        batch = capped.batch()
+        script = "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done"
+        job_id = batch.submit_job(jobName="chatty", jobQueue="default", jobDefinition=shell_definition(batch, script))[
+            "jobId"
+        ]
+        job = wait_for_status(batch, job_id, DONE)
+        events = capped.logs().get_log_events(
+            logGroupName=GROUP, logStreamName=job["container"]["logStreamName"], startFromHead=True
+        )["events"]
+        messages = [e["message"] for e in events]
+        assert messages[-1] == TRUNCATION_MESSAGE.format(limit=4096)
+        assert messages[:-1] == [f"line {i}" for i in range(len(messages) - 1)]
+        assert 300 < len(messages) < 500
+    finally:
+        capped.stop()

@@ -38,6 +38,15 @@ def server(
         None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
     ),
     kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    max_log_bytes_per_job: int | None = typer.Option(
+        None,
+        min=1024,
+        envvar="OPENBATCH_MAX_LOG_BYTES_PER_JOB",
+        help="Cap each attempt's log; output past it is dropped after a marker line (default: no cap).",
+    ),
+    work_dir_retention_hours: float = typer.Option(
+        24.0, min=0, help="Remove finished jobs' work directories after this many hours (logs keep their own)."
+    ),
     max_request_bytes: int = typer.Option(
         1024 * 1024, min=1, help="Largest request body; larger ones get HTTP 413 ClientException."
     ),
@@ -84,6 +93,8 @@ def server(
         region=region,
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
+        max_log_bytes_per_job=max_log_bytes_per_job,
+        work_dir_retention_hours=work_dir_retention_hours,
         max_request_bytes=max_request_bytes,
         max_concurrent_requests=max_concurrent_requests,
         image_map=image_map,
