@@ -109,7 +109,10 @@ def create_app(
     routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
     # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
     routes.append(Route("/{path:path}", _AnyMethod(dispatch)))
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    # What no route matches (a path with a newline escapes "{path:path}") gets an AWS error, not a bare 404.
+    app.router.default = _AnyMethod(dispatch)
+    return app
 
 
 class _AnyMethod:
