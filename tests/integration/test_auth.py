@@ -119,6 +119,7 @@ def test_right_keys_work_and_health_stays_open(secured: ServerProcess) -> None:
     queues = client(secured, ADMIN).describe_job_queues()["jobQueues"]
     assert "default" in [q["jobQueueName"] for q in queues]
     assert httpx.get(f"{secured.url}/health").status_code == 200
+    assert httpx.head(f"{secured.url}/health").status_code == 200
 
 
 def test_wrong_secret_unknown_key_and_no_signature(secured: ServerProcess) -> None:

@@ -40,7 +40,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
-PUBLIC = {("GET", "/health"), ("GET", CREDENTIALS_PATH), ("GET", f"/{CERT_FILE}")}
+PUBLIC = {("GET", "/health"), ("HEAD", "/health"), ("GET", CREDENTIALS_PATH), ("GET", f"/{CERT_FILE}")}
 """Health for load balancers; the credentials endpoint checks its own per-attempt token; SNS receivers
 fetch the signing certificate unsigned, as they do from AWS."""
 SNS_LINK_ACTIONS = ("ConfirmSubscription", "Unsubscribe")
