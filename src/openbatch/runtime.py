@@ -14,8 +14,9 @@ from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import LocalExecutor
 from openbatch.logs.janitor import Janitor
+from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
 from openbatch.logs.store import LogStore
-from openbatch.scheduler.capacity import Capacity, host_memory_mib
+from openbatch.scheduler.capacity import host_memory_mib
 from openbatch.scheduler.engine import JobEngine
 from openbatch.scheduler.registry import Registry
 from openbatch.service import compute_environments as ces
@@ -77,7 +78,10 @@ class Runtime:
         if self.settings.create_defaults:
             self._create_defaults()
         executor = LocalExecutor(self.log_store, kill_grace_seconds=self.settings.kill_grace_seconds)
-        capacity = Capacity(memory_mib=host_memory_mib(), gpus=detect_gpus())
+        capacity = ConsumableCapacity(memory_mib=host_memory_mib(), gpus=detect_gpus(), store=self.store)
+        self.ctx.listeners.append(capacity.forget)
+        usage = EngineConsumableUsage(capacity, self.caller.arns, self.registry)
+        self._consumable_usage = usage
         engine = JobEngine(
             store=self.store,
             clock=self.clock,
@@ -88,6 +92,8 @@ class Runtime:
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
         self._jobs = JobService(self.ctx, engine)
+        usage.live_jobs = engine.jobs
+        engine.add_status_listener(usage.on_status_changes)
         self.ctx.listeners.append(engine.resources_changed)
         self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         for hook in self.engine_hooks:

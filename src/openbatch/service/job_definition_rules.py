@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from openbatch.domain.errors import ValidationError
+from openbatch.fidelity import consumables
+from openbatch.service.context import ServiceContext
 
 _GIB = 1024
 FARGATE_MEMORY: dict[str, tuple[int, ...]] = {
@@ -73,3 +75,11 @@ def apply(body: dict[str, Any]) -> None:
     container = body.get("containerProperties")
     if container is not None and "FARGATE" in (body.get("platformCapabilities") or ()):
         check_fargate_container(container)
+
+
+def check_consumables(ctx: ServiceContext, body: dict[str, Any]) -> None:
+    """``consumableResourceProperties`` must name consumable resources that exist, each once."""
+    requirements = consumables.parse_requirements(
+        body.get("consumableResourceProperties"), "consumableResourceProperties"
+    )
+    consumables.check_exist(ctx.store, requirements)

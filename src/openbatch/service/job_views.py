@@ -8,6 +8,7 @@ from typing import Any
 
 from openbatch.domain.arns import ArnFactory, ResourceType
 from openbatch.domain.job import Attempt, Job
+from openbatch.fidelity import consumables
 
 _HOST = socket.gethostname()
 
@@ -90,6 +91,9 @@ class JobRenderer:
             "arrayProperties": self._array_properties(job),
             "isCancelled": True if job.is_cancelled else None,
             "isTerminated": True if job.is_terminated else None,
+            "consumableResourceProperties": (
+                consumables.render(spec.resources.consumables, self.arns) if spec.resources.consumables else None
+            ),
         }
         return _drop_none(detail)
 

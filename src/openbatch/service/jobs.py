@@ -12,6 +12,7 @@ from openbatch.domain.arns import ResourceType, is_arn
 from openbatch.domain.errors import ValidationError
 from openbatch.domain.job import Job, JobSpec, StatusChange
 from openbatch.domain.states import JobStatus
+from openbatch.fidelity import consumables
 from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
 from openbatch.service import submission
@@ -54,6 +55,7 @@ class JobService:
         submission.check_fairshare(req, registry.policy_of(queue))
         depends_on = submission.check_dependencies(req, self._dependency_info)
         spec = submission.build_spec(req, queue, definition, depends_on)
+        consumables.check_exist(self.ctx.store, spec.resources.consumables)
         now = self.ctx.clock.now_ms()
         jobs = submission.build_jobs(spec, req, now)
         changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]

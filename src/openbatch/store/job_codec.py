@@ -33,12 +33,16 @@ def spec_to_body(spec: JobSpec) -> dict[str, Any]:
     body = {name: getattr(spec, name) for name in _SPEC_FIELDS}
     resources = spec.resources
     body["resources"] = {"vcpus": resources.vcpus, "memory_mib": resources.memory_mib, "gpus": resources.gpus}
+    if resources.consumables:
+        body["resources"]["consumables"] = [list(item) for item in resources.consumables]
     return body
 
 
 def spec_from_body(body: dict[str, Any]) -> JobSpec:
     data = dict(body)
-    data["resources"] = Resources(**data["resources"])
+    stored = dict(data["resources"])
+    stored["consumables"] = tuple((str(name), int(quantity)) for name, quantity in stored.get("consumables", ()))
+    data["resources"] = Resources(**stored)
     data["retry"] = RetryPolicy.from_wire(data.get("retry_wire"))
     data["command"] = tuple(data["command"])
     data["platform_capabilities"] = tuple(data["platform_capabilities"])
