@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -309,9 +311,15 @@ def test_a_schedule_fires_and_can_be_paused_and_deleted(server: ServerProcess, t
 
 
 @pytest.mark.slow
-def test_a_run_survives_a_server_restart(tmp_path: Path) -> None:
+def test_runs_and_schedules_survive_a_server_restart(tmp_path: Path) -> None:
     proc = ServerProcess(tmp_path / "data", extra_args=("--kill-grace-seconds", "1")).start()
     try:
+        yearly = tmp_path / "yearly.yaml"
+        yearly.write_text("name: yearly\nsteps:\n  a: {command: ['true']}\n")
+        for name, policy in (("once", "RUN_ONCE"), ("skip", "SKIP")):
+            args = ("schedule", "create", name, "--file", str(yearly), "--cron", "0 0 1 1 *")
+            code, _, err = cli(proc, *args, "--missed-run-policy", policy)
+            assert code == 0, err
         steps = {
             "first": {"command": ["sleep", "2"], "retry": {"attempts": 2}},
             "second": {"command": ["true"], "dependsOn": ["first"]},
@@ -319,14 +327,32 @@ def test_a_run_survives_a_server_restart(tmp_path: Path) -> None:
         }
         run = start(proc, workflow("restart", steps))
         wait_for(lambda: step_status(proc, run["runId"], "first") == "RUNNING")
-        proc.restart()
+        proc.stop()
+        # While the server is down, three yearly firings pass: 1 January two years ago, last year, this year.
+        missed = datetime(datetime.now(UTC).year - 2, 1, 1, tzinfo=UTC)
+        with sqlite3.connect(tmp_path / "data" / "openbatch.db") as db:
+            db.execute("UPDATE workflow_schedules SET next_fire_at = ?", (int(missed.timestamp() * 1000),))
+        proc.start()
         after = finished(proc, run["runId"])
         assert after["status"] == "SUCCEEDED", after
         assert after["steps"]["third"]["status"] == "SUCCEEDED"
         first = proc.batch().describe_jobs(jobs=[after["steps"]["first"]["jobId"]])["jobs"][0]
-        assert len(first["attempts"]) == 2  # the attempt running at the restart ended as a lost host
+        assert len(first["attempts"]) == 2  # the attempt running at the stop ended as a lost host, then retried
+        # Missed firings: RUN_ONCE starts one run (not three), SKIP none; both count them and move on.
+        once = wait_for(lambda: schedules_of(proc)["once"].get("lastRunId") and schedules_of(proc)["once"])
+        skip = schedules_of(proc)["skip"]
+        assert once["missedRuns"] == skip["missedRuns"] == 3
+        assert "lastRunId" not in skip
+        for item in (once, skip):
+            assert item["nextFireAt"] > time.time() * 1000
+        runs = get(proc, "/api/workflows/runs?name=yearly")["runs"]
+        assert [(r["runId"], r["schedule"]) for r in runs] == [(once["lastRunId"], "once")]
     finally:
         proc.stop()
+
+
+def schedules_of(server: ServerProcess) -> dict[str, Any]:
+    return {s["name"]: s for s in get(server, "/api/workflows/schedules")["schedules"]}
 
 
 def test_submitter_drives_any_batch_endpoint_through_boto3(

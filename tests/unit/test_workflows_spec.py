@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openbatch.domain.errors import ValidationError
+from openbatch.workflows.service import substitute
 from openbatch.workflows.spec import WorkflowValidationError, parse, parse_params
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -143,3 +144,15 @@ def test_params_from_the_command_line() -> None:
     assert parse_params(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
     with pytest.raises(ValidationError, match="key=value"):
         parse_params(["novalue"])
+
+
+def test_output_and_parameter_references_are_substituted() -> None:
+    outputs = {"a": {"n": 42, "cfg": {"x": "y"}, "items": ["p", "q"]}}
+    params = {"day": "2026-01-02"}
+    assert substitute("Ref::day/Ref::steps.a.outputs.n", params, outputs) == "2026-01-02/42"
+    assert substitute("Ref::steps.a.outputs.cfg.x Ref::steps.a.outputs.items.1", {}, outputs) == "y q"
+    assert substitute("Ref::steps.a.outputs.cfg", {}, outputs) == '{"x":"y"}'
+    # Unknown references stay as they are (AWS's rule for parameters).
+    assert substitute("Ref::nope Ref::steps.a.outputs.missing Ref::steps.b.outputs", {}, outputs) == (
+        "Ref::nope Ref::steps.a.outputs.missing Ref::steps.b.outputs"
+    )

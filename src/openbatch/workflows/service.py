@@ -228,6 +228,7 @@ class WorkflowService:
         self._items: dict[tuple[str, str], list[Any]] = {}
         """Map steps' items, for ``OPENBATCH_ITEM`` at launch."""
         self._submit_lock = asyncio.Lock()
+        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.resolver = _Resolver(self)
 
@@ -245,6 +246,8 @@ class WorkflowService:
         self._recover()
 
     async def stop(self) -> None:
+        # Attempts ended by the stop must not release more steps now: start-up advances the runs.
+        self._stopping = True
         for task in list(self._tasks):
             await task
         self._save()
@@ -500,7 +503,7 @@ class WorkflowService:
 
     def _advance(self, run: RunState) -> None:
         """Submit what can be submitted, skip what cannot run, and end the run when all is done."""
-        if run.status != RUNNING:
+        if run.status != RUNNING or self._stopping:
             return
         now = self.jobs.ctx.clock.now_ms()
         jobs: list[Job] = []
@@ -556,10 +559,12 @@ class WorkflowService:
                 self._step_done(run, step, SKIPPED, now, "map over 0 items")
                 return []
             request, depends_on = self._request(run, step_spec, items)
+            registry = self.jobs.engine.registry
             queue = submission.check_queue(
-                self.jobs.engine.registry.queues.get(submission.queue_name(request.jobQueue)), request.jobQueue
+                registry.queues.get(submission.queue_name(request.jobQueue)), request.jobQueue
             )
             definition = jds.resolve(self.jobs.ctx, request.jobDefinition)
+            submission.check_fairshare(request, registry.policy_of(queue))
             built = submission.build_spec(request, queue, definition, depends_on)
             jobs = submission.build_jobs(built, request, now)
         except ClientError as exc:
