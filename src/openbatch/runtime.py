@@ -13,8 +13,8 @@ from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import LocalExecutor
-from openbatch.logs.janitor import Janitor
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
+from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
 from openbatch.scheduler.capacity import host_memory_mib
 from openbatch.scheduler.engine import JobEngine

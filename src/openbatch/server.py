@@ -19,8 +19,8 @@ from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
-from openbatch.fidelity.wiring import container_environment_hook
 from openbatch.events.install import install as install_events
+from openbatch.fidelity.wiring import container_environment_hook
 from openbatch.observability.requests import RequestLog
 from openbatch.runtime import Runtime
 from openbatch.workflows.capability import routes as workflow_routes
