@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from openbatch.cli.background import free_port
-from tests.support import ServerProcess, shell_definition, unique, wait_for_status
+from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for_status
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -79,3 +79,12 @@ def test_one_line_errors(server: ServerProcess) -> None:
     assert down.returncode == 1
     assert down.stderr.startswith("error: cannot reach the OpenBatch server") and down.stderr.count("\n") == 1
     assert "Traceback" not in down.stderr
+
+
+def test_a_job_without_an_attempt(server: ServerProcess, batch: BatchClient) -> None:
+    queue = make_queue(batch, state="DISABLED")
+    job_id = batch.submit_job(jobName="waits", jobQueue=queue, jobDefinition=shell_definition(batch, "true"))["jobId"]
+    result = _logs(server, job_id)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: job {job_id} has no attempt yet") and result.stderr.count("\n") == 1
+    batch.cancel_job(jobId=job_id, reason="test over")

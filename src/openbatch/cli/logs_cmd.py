@@ -132,6 +132,8 @@ class _Follower:
     def poll(self, cwl: CloudWatchLogsClient, job: Mapping[str, Any]) -> None:
         self.status = str(job["status"])
         streams = self.streams(job)
+        if not streams and not self.follow and not self.prefix:
+            raise CliError(f"job {self.job_id} has no attempt yet (status {self.status}); -f waits for its output")
         for stream, over in streams:
             if stream in self.finished:
                 continue
