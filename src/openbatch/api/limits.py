@@ -19,9 +19,13 @@ the routes build from those bodies.
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
 import json
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -29,6 +33,26 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """1 MiB: AWS Batch's largest documented request, a SubmitJob with its overrides, is far smaller."""
 DEFAULT_MAX_CONCURRENT_REQUESTS = 256
 """Enough for many clients waiting on SubmitJob's group commit; small enough to bound memory."""
+LARGE_BODY_BYTES = 256 * 1024
+TRIM_INTERVAL_SECONDS = 1.0
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's ``malloc_trim(0)``: hands freed heap pages back to the system (elsewhere: nothing)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def run() -> None:
+        trim(0)
+
+    return run
 
 
 class RequestLimits:
@@ -50,6 +74,10 @@ class RequestLimits:
         self.exempt = frozenset(exempt)
         self.in_flight = 0
         """Requests being handled now (one event loop: a plain counter needs no lock)."""
+        self._trim = _malloc_trim()
+        self._large_bodies = False
+        self._trimmed_at = 0.0
+        self._trim_pending = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
@@ -68,6 +96,27 @@ class RequestLimits:
             await self._handle(scope, receive, send)
         finally:
             self.in_flight -= 1
+            if self.in_flight == 0 and self._large_bodies:
+                self._give_back_memory()
+
+    def _give_back_memory(self) -> None:
+        """After large bodies, once the server is idle: glibc keeps freed ~1 MiB blocks in its heap
+        (its mmap threshold grows after the first ones are freed), so RSS would stay at the peak."""
+        if self._trim is None or self._trim_pending or self.in_flight or not self._large_bodies:
+            return
+        wait = self._trimmed_at + TRIM_INTERVAL_SECONDS - time.monotonic()
+        if wait > 0:
+            # At most one trim a second: try again then, if still idle.
+            self._trim_pending = True
+            asyncio.get_running_loop().call_later(wait, self._retry_trim)
+            return
+        self._large_bodies = False
+        self._trimmed_at = time.monotonic()
+        self._trim()
+
+    def _retry_trim(self) -> None:
+        self._trim_pending = False
+        self._give_back_memory()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = _content_length(scope)
@@ -81,6 +130,8 @@ class RequestLimits:
         if body is None:
             await self._too_large(send)
             return
+        if len(body) >= LARGE_BODY_BYTES:
+            self._large_bodies = True
         replayed = False
 
         async def replay() -> Message:
