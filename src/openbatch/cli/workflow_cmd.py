@@ -128,7 +128,7 @@ def _table(run: dict[str, Any]) -> Table:
     for name, step in (run.get("steps") or {}).items():
         status = step["status"]
         started, stopped = step.get("startedAt"), step.get("stoppedAt")
-        duration = f"{(stopped - started) / 1000:.1f}s" if started and stopped else ""
+        duration = f"{(stopped - started) / 1000:.2f}s" if started and stopped else ""
         array = f" [{step['arraySize']}]" if step.get("arraySize") else ""
         table.add_row(
             name + array,
@@ -220,7 +220,7 @@ def ls_cmd(
         return
     table = Table()
     for column in ("run id", "workflow", "status", "created", "steps"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for run in result["runs"]:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["createdAt"] / 1000))
         counts = ", ".join(f"{k} {v}" for k, v in sorted((run.get("stepCounts") or {}).items()))

@@ -152,13 +152,18 @@ class RunState:
             "redriveCount": self.redrives,
             "cancelling": self.cancelling,
             "schedule": self.schedule,
+            "stepCounts": self.counts(),
         }
         return RunRow(self.run_id, self.name, self.revision, self.status, self.created_at, body)
 
-    def view(self, *, with_steps: bool = True) -> dict[str, Any]:
+    def counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for step in self.steps.values():
             counts[step.status] = counts.get(step.status, 0) + 1
+        return counts
+
+    def view(self, *, with_steps: bool = True) -> dict[str, Any]:
+        counts = self.counts()
         result: dict[str, Any] = {
             "runId": self.run_id,
             "workflowName": self.name,
@@ -191,6 +196,7 @@ def view_of_row(row: RunRow) -> dict[str, Any]:
         "parameters": b.get("parameters") or {},
         "createdAt": row.created_at,
         "redriveCount": b.get("redriveCount", 0),
+        "stepCounts": b.get("stepCounts") or {},
     }
     for key, name in (("stoppedAt", "stoppedAt"), ("reason", "statusReason"), ("schedule", "schedule")):
         if b.get(key) is not None:
