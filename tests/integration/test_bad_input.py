@@ -7,6 +7,8 @@ that the server's own checks are what is tested.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -314,3 +316,19 @@ def test_request_size_limit_is_a_413_client_exception(small_limit_server: Server
         response = client.post(url, content=fits)
         assert response.status_code == 200, response.text
     assert httpx.get(f"{small_limit_server.url}/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["server", "--data-dir", "/proc/no-such-dir/openbatch", "--port", "1"],
+        ["server", "--port", "99999"],
+    ],
+)
+def test_cli_errors_are_one_line_not_a_traceback(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "openbatch.cli.main", *args], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "error: " in result.stderr.lower() or "invalid value" in result.stderr.lower(), result.stderr

@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from openbatch.cli import demo, keys_cmd, logs_cmd, notify_cmd, workflow_cmd
 from openbatch.config import Settings
 
-app = typer.Typer(
-    help="OpenBatch: a self-hosted, wire-compatible AWS Batch.", no_args_is_help=True, add_completion=False
-)
+
+class _Cli(typer.Typer):
+    """Every command's unexpected error is one line on stderr and exit status 1, never a traceback
+    (``OPENBATCH_DEBUG=1`` shows it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            if os.environ.get("OPENBATCH_DEBUG"):
+                raise
+            typer.echo(f"error: {exc or type(exc).__name__}", err=True)
+            raise SystemExit(1) from None
+
+
+app = _Cli(help="OpenBatch: a self-hosted, wire-compatible AWS Batch.", no_args_is_help=True, add_completion=False)
 app.command("logs")(logs_cmd.logs)
 app.command("demo")(demo.demo)
 app.add_typer(keys_cmd.app, name="keys")
@@ -25,7 +39,7 @@ DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".ope
 @app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8080, help="Port to listen on."),
+    port: int = typer.Option(8080, min=1, max=65535, help="Port to listen on."),
     data_dir: Path = typer.Option(DEFAULT_DATA_DIR, help="Where the SQLite store, logs and job work dirs live."),
     database_url: str | None = typer.Option(
         None, envvar="OPENBATCH_DATABASE_URL", help="postgresql://… to use PostgreSQL instead of SQLite."
