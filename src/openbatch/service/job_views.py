@@ -8,7 +8,7 @@ from typing import Any
 
 from openbatch.domain.arns import ArnFactory, ResourceType
 from openbatch.domain.job import Attempt, Job
-from openbatch.fidelity import consumables
+from openbatch.fidelity import consumables, multi_container
 
 _HOST = socket.gethostname()
 
@@ -95,6 +95,7 @@ class JobRenderer:
                 consumables.render(spec.resources.consumables, self.arns) if spec.resources.consumables else None
             ),
         }
+        multi_container.render_detail(detail, job)
         return _drop_none(detail)
 
     def _depends_on(self, job: Job) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
 from openbatch.domain.resources import JobQueue, SchedulingPolicy
 from openbatch.domain.states import JobStatus
 from openbatch.domain.validation import check_range, check_tags
-from openbatch.fidelity import consumables
+from openbatch.fidelity import consumables, multi_container
 from openbatch.store.base import JobDefinitionRecord
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -133,12 +133,15 @@ def build_spec(
     req: s.SubmitJob, queue: JobQueue, definition: JobDefinitionRecord, depends_on: tuple[dict[str, str], ...]
 ) -> JobSpec:
     body = definition.body
-    if body.get("type") != "container" or "containerProperties" not in body:
+    if multi_container.runs(body):
+        container = multi_container.container_of(body, req)
+    elif body.get("type") != "container" or "containerProperties" not in body:
         raise ClientError(
             f"Job definition {definition.arn} is not supported here: only container job definitions "
             "with containerProperties can run"
         )
-    container = effective_container(body, req)
+    else:
+        container = effective_container(body, req)
     jobspec.check_environment(container.get("environment") or [])
     jobspec.check_resource_requirements(container.get("resourceRequirements") or [])
     jobspec.check_legacy_resources("containerOverrides", container)

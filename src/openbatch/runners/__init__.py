@@ -1,0 +1,1 @@
+"""Programs the executor runs in place of a container runtime (``python -m openbatch.runners.…``)."""
