@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from openbatch.cli.main import app
-from tests.support import ServerProcess, unique, wait_for
+from tests.support import ServerProcess, shell_definition, unique, wait_for
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -390,3 +390,17 @@ def test_submitter_drives_any_batch_endpoint_through_boto3(
     )
     result = runner.invoke(app, ["workflow", "submit", str(flow), "--endpoint-url", server.url])
     assert result.exit_code == 1 and "need the OpenBatch workflow engine" in result.stderr
+
+
+def test_a_step_can_use_a_registered_job_definition(server: ServerProcess, batch: BatchClient) -> None:
+    definition = shell_definition(batch, "echo Ref::msg", parameters={"msg": "default"})
+    steps = {
+        "a": {"jobDefinition": definition, "parameters": {"msg": "from-the-step"}},
+        "b": {"jobDefinition": definition.split(":")[0], "dependsOn": ["a"], "environment": {"X": "Ref::day"}},
+    }
+    run = finished(server, start(server, workflow(unique("jobdef"), steps, parameters={"day": "d1"}))["runId"])
+    assert run["status"] == "SUCCEEDED"
+    jobs = jobs_of(batch, run)
+    assert jobs["a"]["container"]["command"] == ["sh", "-c", "echo from-the-step"]
+    assert jobs["b"]["container"]["command"] == ["sh", "-c", "echo default"]
+    assert {"name": "X", "value": "d1"} in jobs["b"]["container"]["environment"]
