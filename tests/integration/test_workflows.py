@@ -397,6 +397,7 @@ def test_a_step_can_use_a_registered_job_definition(server: ServerProcess, batch
     steps = {
         "a": {"jobDefinition": definition, "parameters": {"msg": "from-the-step"}},
         "b": {"jobDefinition": definition.split(":")[0], "dependsOn": ["a"], "environment": {"X": "Ref::day"}},
+        "c": {"command": ["true"], "image": "public.ecr.aws/docker/library/busybox:1.36"},
     }
     run = finished(server, start(server, workflow(unique("jobdef"), steps, parameters={"day": "d1"}))["runId"])
     assert run["status"] == "SUCCEEDED"
@@ -404,3 +405,4 @@ def test_a_step_can_use_a_registered_job_definition(server: ServerProcess, batch
     assert jobs["a"]["container"]["command"] == ["sh", "-c", "echo from-the-step"]
     assert jobs["b"]["container"]["command"] == ["sh", "-c", "echo default"]
     assert {"name": "X", "value": "d1"} in jobs["b"]["container"]["environment"]
+    assert jobs["c"]["container"]["image"] == "public.ecr.aws/docker/library/busybox:1.36"

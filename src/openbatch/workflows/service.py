@@ -22,6 +22,7 @@ How a run moves
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import shutil
@@ -625,7 +626,7 @@ class WorkflowService:
         environment[wf_env("STEP")] = step_spec.name
         overrides: dict[str, Any] = {"environment": [{"name": k, "value": v} for k, v in environment.items()]}
         if step_spec.command is not None:
-            definition = DEFINITION_PREFIX + run.name
+            definition = definition_name(run.name, step_spec.image)
             overrides["command"] = [substitute(c, {}, outputs) for c in step_spec.command]
             requirements = [
                 {"type": "VCPU", "value": f"{step_spec.vcpus:g}"},
@@ -661,28 +662,28 @@ class WorkflowService:
         (children if step.array_size is not None else children.parent).mkdir(parents=True, exist_ok=True)
 
     def _ensure_job_definition(self, spec: wf.WorkflowSpec) -> None:
-        """One job definition per workflow carries its command steps (commands and resources are overrides)."""
-        if not any(step.command is not None for step in spec.steps.values()):
-            return
-        name = DEFINITION_PREFIX + spec.name
-        try:
-            jds.resolve(self.jobs.ctx, name)
-            return
-        except ClientError:
-            pass
-        request = s.RegisterJobDefinition.model_validate(
-            {
-                "jobDefinitionName": name,
-                "type": "container",
-                "containerProperties": {
-                    "image": "local",
-                    "command": ["true"],
-                    "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
-                },
-                "tags": {"openbatch:workflow": spec.name},
-            }
-        )
-        jds.register(self.jobs.ctx, self.caller, request)
+        """Command steps run on a job definition per workflow and image (Batch cannot override the image);
+        commands, environment and resources are per-step overrides."""
+        for image in sorted({st.image for st in spec.steps.values() if st.command is not None}):
+            name = definition_name(spec.name, image)
+            try:
+                if jds.resolve(self.jobs.ctx, name).body.get("containerProperties", {}).get("image") == image:
+                    continue
+            except ClientError:
+                pass
+            request = s.RegisterJobDefinition.model_validate(
+                {
+                    "jobDefinitionName": name,
+                    "type": "container",
+                    "containerProperties": {
+                        "image": image,
+                        "command": ["true"],
+                        "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "128"}],
+                    },
+                    "tags": {"openbatch:workflow": spec.name},
+                }
+            )
+            jds.register(self.jobs.ctx, self.caller, request)
 
     def _submit(self, jobs: list[Job]) -> None:
         task = asyncio.get_running_loop().create_task(self._commit(jobs))
@@ -787,6 +788,13 @@ class WorkflowService:
         self._save()
         if rows:
             logger.info("recovered %d unfinished workflow runs", len(rows))
+
+
+def definition_name(workflow: str, image: str) -> str:
+    """``openbatch-workflow-<name>``, suffixed with a digest of the image unless it is ``local``."""
+    if image == "local":
+        return DEFINITION_PREFIX + workflow
+    return f"{DEFINITION_PREFIX}{workflow[:98]}-{hashlib.sha256(image.encode()).hexdigest()[:10]}"
 
 
 def wf_env(what: str) -> str:
