@@ -8,10 +8,11 @@ AWS Batch do; boto3, the AWS CLI and the other SDKs pick them up unchanged.
 Both the authorization token and the session token handed out with the role's
 keys name one attempt (``<jobId>.<attempt>.<MAC>``) and are good only while that
 attempt is STARTING or RUNNING in the engine: they need no table, so nothing is
-left to revoke when an attempt ends (they stop working by themselves), and they
-survive a server restart with their attempt (the MAC key is kept in the data
-directory). Requests signed with a role's keys must carry a live session token,
-so credentials copied out of a job stop working when it ends.
+left to revoke when an attempt ends (they stop working by themselves). The MAC
+key is kept in the data directory, so a restarted server that still tracks an
+attempt as running keeps accepting its tokens. Requests signed with a role's
+keys must carry a live session token, so credentials copied out of a job stop
+working when it ends.
 """
 
 from __future__ import annotations
