@@ -17,7 +17,6 @@ import json
 import logging
 import smtplib
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -110,7 +109,6 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._last_prune = 0
-        self.on_delivered: Callable[[Delivery, str], None] = lambda delivery, protocol: None
 
     @property
     def signing_cert_url(self) -> str:
@@ -165,12 +163,17 @@ class DeliveryWorker:
         due = {d: rows for d, rows in by_destination.items() if rows[0].next_attempt_at <= now}
         if due:
             limit = asyncio.Semaphore(_MAX_PARALLEL)
+            delivered: list[int] = []
 
             async def one(rows: list[Delivery]) -> None:
                 async with limit:
-                    await self._deliver_in_order(rows)
+                    await self._deliver_in_order(rows, delivered)
 
-            await asyncio.gather(*(one(rows) for rows in due.values()))
+            try:
+                await asyncio.gather(*(one(rows) for rows in due.values()))
+            finally:
+                # One write for the whole pass; a crash before it only means a second delivery.
+                self.store.mark_delivered(delivered, self.clock.now_ms())
             return 0.0 if len(pending) >= 500 else self._next_due()
         waiting = [rows[0].next_attempt_at for rows in by_destination.values()]
         return max(min(waiting) - now, 0) / 1000 if waiting else _IDLE_SECONDS
@@ -202,29 +205,25 @@ class DeliveryWorker:
             if len(records) < _OUTBOX_BATCH:
                 return
 
-    async def _deliver_in_order(self, rows: list[Delivery]) -> None:
-        delivered: list[int] = []
-        try:
-            for delivery in rows:
-                if delivery.next_attempt_at > self.clock.now_ms():
-                    return
-                subscription = None
-                if delivery.kind != "webhook":
-                    subscription = self.store.get_subscription(delivery.destination)
-                    if subscription is None:
-                        self._fail(delivery, "webhook", "the subscription no longer exists", give_up=True)
-                        continue
-                protocol = subscription.protocol if subscription else "webhook"
-                try:
-                    await self._send(delivery, subscription)
-                except Exception as exc:
-                    self._fail(delivery, protocol, _describe(exc), subscription=subscription)
-                    return
-                delivered.append(delivery.id)
-                self.stats.bump(self.stats.delivered, protocol)
-                self.on_delivered(delivery, protocol)
-        finally:
-            self.store.mark_delivered(delivered, self.clock.now_ms())
+    async def _deliver_in_order(self, rows: list[Delivery], delivered: list[int]) -> None:
+        """Send ``rows`` (one destination and ordering key) one by one; stop at the first failure."""
+        subscription = None
+        if rows[0].kind != "webhook":
+            subscription = self.store.get_subscription(rows[0].destination)
+        protocol = subscription.protocol if subscription else "webhook"
+        for delivery in rows:
+            if delivery.next_attempt_at > self.clock.now_ms():
+                return
+            if delivery.kind != "webhook" and subscription is None:
+                self._fail(delivery, protocol, "the subscription no longer exists", give_up=True)
+                continue
+            try:
+                await self._send(delivery, subscription)
+            except Exception as exc:
+                self._fail(delivery, protocol, _describe(exc), subscription=subscription)
+                return
+            delivered.append(delivery.id)
+            self.stats.bump(self.stats.delivered, protocol)
 
     def _fail(
         self,
