@@ -25,6 +25,7 @@ import heapq
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -70,7 +71,7 @@ _SEGS_SUFFIX = ".segs"
 _GROUP_FILE = ".group"
 _SETTINGS_FILE = "settings.json"
 _MAX_FS_NAME = 200
-_SAFE_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_UNSAFE = re.compile(rb"[^A-Za-z0-9_-]")
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DAY_MS = 86_400_000
 
@@ -161,11 +162,16 @@ def _fs_name(name: str) -> str:
     if not name:
         raise ValueError("log group and stream names must not be empty")
     raw = name.encode("utf-8", "surrogatepass")
-    encoded = "".join(chr(b) if b in _SAFE_BYTES else f"%{b:02X}" for b in raw)
+    # The scan runs in C; only the few unsafe bytes (a stream name's two slashes) call back.
+    encoded = _UNSAFE.sub(_percent, raw).decode("ascii")
     if len(encoded) > _MAX_FS_NAME:
         # The real name lives in the file header; the hash only has to be stable.
         return "~" + hashlib.sha256(raw).hexdigest()
     return encoded
+
+
+def _percent(match: re.Match[bytes]) -> bytes:
+    return b"%%%02X" % match[0][0]
 
 
 def _decode_fs_name(fs_name: str) -> str | None:
@@ -244,11 +250,24 @@ class LogWriter:
     ``.segs`` directory) and starts the next one.
     """
 
-    __slots__ = ("_buf", "_cap", "_closed", "_fd", "_path", "_pending", "_segs_dir", "_size", "_truncated", "_written")
+    __slots__ = (
+        "_buf",
+        "_cap",
+        "_closed",
+        "_fd",
+        "_hint",
+        "_path",
+        "_pending",
+        "_segs_dir",
+        "_size",
+        "_truncated",
+        "_written",
+    )
 
-    def __init__(self, path: Path, *, max_bytes: int | None = None) -> None:
+    def __init__(self, path: Path, *, max_bytes: int | None = None, size_hint: int | None = None) -> None:
         self._path = path
-        self._segs_dir = path.with_name(path.name[: -len(_SUFFIX)] + _SEGS_SUFFIX)
+        self._hint = size_hint
+        self._segs_dir: Path | None = None
         self._fd: int | None = None
         self._size = 0
         self._buf: list[bytes] = []
@@ -346,7 +365,8 @@ class LogWriter:
         self._pending = 0
         if self._fd is None:
             self._fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC, 0o644)
-            self._size = os.fstat(self._fd).st_size
+            # A stream this writer's store just created holds only its header: no fstat needed.
+            self._size = self._hint if self._hint is not None else os.fstat(self._fd).st_size
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -378,6 +398,8 @@ class LogWriter:
             count=sum(r.events for r in runs),
             file_name="",
         )
+        if self._segs_dir is None:
+            self._segs_dir = _segs_dir(self._path)
         self._segs_dir.mkdir(exist_ok=True)
         target = self._segs_dir / seg.sealed_name(info)
         tmp = target.with_name(target.name + ".tmp")
@@ -646,6 +668,7 @@ class LogStore:
     def __init__(self, root: Path, *, max_stream_bytes: int | None = None) -> None:
         self._root = Path(root)
         self._made_groups: set[str] = set()
+        self._group_dirs_cache: dict[str, Path] = {}
         self._sealed = _SealedCache()
         self._listings: OrderedDict[str, tuple[int, list[seg.SealedInfo]]] = OrderedDict()
         self._lock = threading.Lock()
@@ -682,7 +705,12 @@ class LogStore:
         return self._cap
 
     def _group_dir(self, group: str) -> Path:
-        return self._root / _fs_name(group)
+        path = self._group_dirs_cache.get(group)
+        if path is None:
+            path = self._root / _fs_name(group)
+            if len(self._group_dirs_cache) < 1024:
+                self._group_dirs_cache[group] = path
+        return path
 
     def _stream_path(self, group: str, stream: str) -> Path:
         return self._group_dir(group) / (_fs_name(stream) + _SUFFIX)
@@ -709,13 +737,16 @@ class LogStore:
 
     def create_stream(self, group: str, stream: str) -> bool:
         """Create an empty stream (CreateLogStream) so that it exists before any output; False if it existed."""
-        path = self._stream_path(group, stream)
+        return self._create_stream(self._stream_path(group, stream), group, stream) > 0
+
+    def _create_stream(self, path: Path, group: str, stream: str) -> int:
+        """Bytes of the new stream's header, or 0 if it existed."""
         self._ensure_group(group)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC
         try:
             fd = os.open(path, flags, 0o644)
         except FileExistsError:
-            return False
+            return 0
         except FileNotFoundError:
             # The group directory vanished under us (external cleanup); recreate it once.
             self._made_groups.discard(group)
@@ -723,17 +754,19 @@ class LogStore:
             try:
                 fd = os.open(path, flags, 0o644)
             except FileExistsError:
-                return False
+                return 0
+        header = seg.header_line(_now_ms(), stream, 0)
         try:
-            os.write(fd, seg.header_line(_now_ms(), stream, 0))
+            os.write(fd, header)
         finally:
             os.close(fd)
-        return True
+        return len(header)
 
     def open_writer(self, group: str, stream: str) -> LogWriter:
         """Create the stream if needed (CreateLogStream) and return a writer appending to it."""
-        self.create_stream(group, stream)
-        return LogWriter(self._stream_path(group, stream), max_bytes=self._cap)
+        path = self._stream_path(group, stream)
+        created = self._create_stream(path, group, stream)
+        return LogWriter(path, max_bytes=self._cap, size_hint=created or None)
 
     def put_retention_policy(self, group: str, days: int) -> None:
         if days not in RETENTION_DAYS:
