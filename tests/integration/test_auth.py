@@ -281,6 +281,7 @@ def aws(server: ServerProcess, keys: tuple[str, str], *args: str) -> subprocess.
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.slow
 def test_aws_cli_keys_and_policies(secured: ServerProcess) -> None:
     ok = aws(secured, READER, "batch", "describe-job-queues", "--job-queues", "default")
     assert ok.returncode == 0, ok.stderr
@@ -316,6 +317,7 @@ console.log(JSON.stringify(out));
 """
 
 
+@pytest.mark.slow
 def test_js_sdk_keys_and_policies(secured: ServerProcess, js_sdk: Path, tmp_path: Path) -> None:  # noqa: F811
     script = tmp_path / "auth.mjs"
     script.write_text(JS_SCRIPT)
@@ -406,6 +408,7 @@ def openbatch(*args: str, check: bool = True) -> subprocess.CompletedProcess[str
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=check)
 
 
+@pytest.mark.slow
 def test_keys_command_and_live_reload(secured: ServerProcess, auth_file: Path) -> None:
     created = openbatch("keys", "create", "--auth-file", str(auth_file), "--user", "ci")
     values = dict(line.split("=", 1) for line in created.stdout.split())
@@ -430,6 +433,7 @@ def test_keys_command_and_live_reload(secured: ServerProcess, auth_file: Path) -
     assert secret not in secured.log_path.read_text()
 
 
+@pytest.mark.slow
 def test_public_address_without_keys_is_refused(tmp_path: Path) -> None:
     result = openbatch("server", "--host", "0.0.0.0", "--data-dir", str(tmp_path), check=False)
     assert result.returncode != 0
