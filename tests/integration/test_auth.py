@@ -269,6 +269,8 @@ def test_native_routes_are_signed_and_named_in_policies(secured: ServerProcess) 
     assert httpx.get(f"{secured.url}/?Action=Unsubscribe&Action=Publish").status_code == 403
     assert httpx.get(f"{secured.url}/?Action=Publish&TopicArn=x").status_code == 403
     assert httpx.get(f"{secured.url}/metrics").status_code != 403
+    assert httpx.get(f"{secured.url}/ecs/v4/some-job/1").status_code != 403
+    assert httpx.post(f"{secured.url}/ecs/v4/some-job/1").status_code == 403
 
 
 # --- AWS CLI and JavaScript SDK --------------------------------------------------------------

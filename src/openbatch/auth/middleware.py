@@ -48,6 +48,8 @@ SNS_LINK_ACTIONS = ("ConfirmSubscription", "Unsubscribe")
 subscription ARN is the credential), as on AWS."""
 LOOPBACK_PUBLIC = {("GET", "/metrics")}
 """Prometheus cannot sign requests: metrics are open to scrapers on this host, signed from elsewhere."""
+LOOPBACK_PUBLIC_PREFIXES = ("/ecs/v4/",)
+"""The ECS task metadata endpoint jobs read unsigned (as containers do on their link-local address)."""
 MAX_BODY_BYTES = 16 * 1024 * 1024
 PRINCIPAL_KEY = "openbatch.principal"
 
@@ -185,7 +187,7 @@ def _is_public(scope: MutableMapping[str, Any], query: list[tuple[str, str]]) ->
         # Exactly one Action: with several, the route might act on another one than we checked.
         actions = [v for k, v in query if k == "Action"]
         return len(actions) == 1 and actions[0] in SNS_LINK_ACTIONS
-    if route in LOOPBACK_PUBLIC:
+    if route in LOOPBACK_PUBLIC or (route[0] == "GET" and route[1].startswith(LOOPBACK_PUBLIC_PREFIXES)):
         client = scope.get("client") or ("", 0)
         return _is_loopback(client[0])
     return False
