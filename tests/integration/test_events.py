@@ -439,7 +439,7 @@ def test_metrics_count_what_ran_and_logs_are_structured(server: ServerProcess, b
 
     lines = [json.loads(line) for line in Path(server.log_path).read_text().splitlines() if line.startswith("{")]
     calls = [line for line in lines if line["message"] == "api call"]
-    assert any(c["operation"] == "submitjob" and c["status"] == 200 and c["duration_ms"] >= 0 for c in calls)
+    assert any(c["operation"] == "SubmitJob" and c["status"] == 200 and c["duration_ms"] >= 0 for c in calls)
     changes = [line for line in lines if line["message"] == "job state change" and line["job_id"] == ids[2]]
     assert [c["new_status"] for c in changes][0] == "SUBMITTED"
     assert changes[-1]["new_status"] == "FAILED" and changes[-1]["level"] == "info"
@@ -474,3 +474,42 @@ def test_each_jobs_events_arrive_in_order(
             "RUNNING",
             "FAILED",
         ], statuses(job_id)
+
+
+def test_dead_deliveries_are_visible(
+    server: ServerProcess, events: EventBridgeClient, sns: SNSClient, receiver: Receiver
+) -> None:
+    topic = sns.create_topic(Name=unique("dead"))["TopicArn"]
+    subscription = subscribe_http(sns, topic, receiver)
+    sns.set_subscription_attributes(
+        SubscriptionArn=subscription,
+        AttributeName="DeliveryPolicy",
+        AttributeValue=json.dumps({"healthyRetryPolicy": {"minDelayTarget": 0, "maxDelayTarget": 0, "numRetries": 1}}),
+    )
+    receiver.stop()
+    sns.publish(TopicArn=topic, Message="nobody listens", Subject="lost")
+    name = unique("deadhook")
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": [name]}))
+    dead_url = f"http://127.0.0.1:{free_port()}/gone"
+    events.put_targets(Rule=name, Targets=[{"Id": "hook", "Arn": dead_url, "RetryPolicy": {"MaximumRetryAttempts": 0}}])
+    events.put_events(Entries=[{"Source": name, "DetailType": "t", "Detail": "{}"}])
+
+    def dead() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{server.url}/openbatch/deliveries", params={"state": "DEAD"}).json()[
+            "deliveries"
+        ]
+        return (
+            found
+            if {subscription, f"arn:aws:events:us-east-1:123456789012:rule/{name}#hook"}
+            <= {d["destination"] for d in found}
+            else []
+        )
+
+    deliveries = {d["destination"]: d for d in wait_for(dead)}
+    assert deliveries[subscription]["attempts"] == 2 and "ConnectError" in deliveries[subscription]["lastError"]
+    attributes = sns.get_subscription_attributes(SubscriptionArn=subscription)["Attributes"]
+    assert attributes["DeliveriesFailed"] == "1" and attributes["DeliveriesPending"] == "0"
+    metrics = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text)}
+    assert metrics["openbatch_event_deliveries_dead"].samples[0].value >= 2
+    failures = {s.labels["protocol"]: s.value for s in metrics["openbatch_event_delivery_failures"].samples}
+    assert failures["http"] >= 2 and failures["webhook"] >= 1

@@ -7,6 +7,8 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from openbatch.api.operations import OPERATIONS
+
 logger = logging.getLogger("openbatch.api.calls")
 OPERATION_KEY = "openbatch.operation"
 """Scope key where a route names the operation it ran (JSON 1.1 targets, SNS actions)."""
@@ -19,7 +21,9 @@ def operation_of(scope: Scope) -> str:
     path: str = scope.get("path", "")
     marker = path.find("/v1/")
     if marker >= 0:
-        return path[marker + 4 :].split("/", 1)[0] or path
+        segment = path[marker + 4 :].split("/", 1)[0]
+        operation = OPERATIONS.get(segment.lower())
+        return operation.name if operation is not None else segment or path
     return path
 
 
