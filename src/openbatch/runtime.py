@@ -14,6 +14,7 @@ from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import LocalExecutor
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
+from openbatch.logs.attempt_streams import stream_creator
 from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
 from openbatch.scheduler.capacity import host_memory_mib
@@ -96,6 +97,8 @@ class Runtime:
         engine.add_status_listener(usage.on_status_changes)
         self.ctx.listeners.append(engine.resources_changed)
         self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
+        # Streams exist from the start of each attempt, as on AWS, even for a job that prints nothing.
+        engine.add_status_listener(stream_creator(self.log_store))
         for hook in self.engine_hooks:
             hook(engine)
         engine.start()

@@ -218,3 +218,15 @@ def test_operator_log_cap_truncates_with_a_marker(tmp_path: Path) -> None:
         assert 300 < len(messages) < 500
     finally:
         capped.stop()
+
+
+def test_a_silent_job_has_a_readable_empty_stream(batch: BatchClient, logs: CloudWatchLogsClient) -> None:
+    queue = make_queue(batch)
+    job_id = batch.submit_job(jobName="silent", jobQueue=queue, jobDefinition=shell_definition(batch, "true"))["jobId"]
+    job = wait_for_status(batch, job_id, DONE)
+    assert job["status"] == "SUCCEEDED"
+    stream = job["container"]["logStreamName"]
+    page = logs.get_log_events(logGroupName=GROUP, logStreamName=stream, startFromHead=True)
+    assert page["events"] == []
+    (listed,) = logs.describe_log_streams(logGroupName=GROUP, logStreamNamePrefix=stream)["logStreams"]
+    assert listed["logStreamName"] == stream and "lastEventTimestamp" not in listed
