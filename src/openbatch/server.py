@@ -20,6 +20,7 @@ from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
 from openbatch.events.install import install as install_events
+from openbatch.fidelity import task_metadata
 from openbatch.fidelity.wiring import container_environment_hook
 from openbatch.observability.requests import RequestLog
 from openbatch.runtime import Runtime
@@ -50,7 +51,11 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         runtime,
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
-        extra_routes=[*events.routes, *workflow_routes(runtime.started_workflows)],
+        extra_routes=[
+            *events.routes,
+            *workflow_routes(runtime.started_workflows),
+            *task_metadata.routes(lambda: runtime.jobs, settings.region, settings.account_id),
+        ],
     )
     app.add_middleware(RequestLog)
     broker = install_auth(app, runtime.ctx, settings)

@@ -92,6 +92,7 @@ def test_a_job_sees_every_documented_variable(batch: BatchClient, server: Server
     assert env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert env["AWS_REGION"] == "mine-1", "a variable the job sets itself wins"
     assert env["HOSTNAME"]
+    assert env["ECS_CONTAINER_METADATA_URI_V4"].endswith(f"/ecs/v4/{job_id}/1")
     assert env["MINE"] == "kept"
     # The image map put the virtualenv's bin first on PATH: `python3` is its interpreter.
     assert env["PATH"].split(":")[0] == str(VENV / "bin")
@@ -129,3 +130,30 @@ def test_a_bad_image_map_stops_the_server_with_its_reason(tmp_path: Path) -> Non
         proc.start(timeout=15)
     proc.stop()
     assert "'python' must map to a directory or an object" in proc.log_path.read_text()
+
+
+def test_the_task_metadata_endpoint_names_the_log_stream(batch: BatchClient, server: ServerProcess) -> None:
+    """What Metaflow reads: ``LogOptions`` of ``GET $ECS_CONTAINER_METADATA_URI_V4``."""
+    _, queue = make_queue(batch, "EC2")
+    fetch = (
+        "import json, os, urllib.request as u; base = os.environ['ECS_CONTAINER_METADATA_URI_V4']; "
+        "print(json.dumps({'container': json.load(u.urlopen(base)), 'task': json.load(u.urlopen(base + '/task'))}))"
+    )
+    definition = batch.register_job_definition(
+        jobDefinitionName=unique("meta"),
+        type="container",
+        containerProperties={"image": "python:3.11", "command": ["python3", "-c", fetch]},
+    )["jobDefinitionArn"]
+    job_id = batch.submit_job(jobName="meta", jobQueue=queue, jobDefinition=definition)["jobId"]
+    detail = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"])
+    assert detail["status"] == "SUCCEEDED", detail
+    stream = detail["container"]["logStreamName"]
+    events = server.logs().get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+    metadata = json.loads(events[-1]["message"])
+    assert metadata["container"]["LogOptions"] == {
+        "awslogs-group": "/aws/batch/job",
+        "awslogs-region": "us-east-1",
+        "awslogs-stream": stream,
+    }
+    assert metadata["container"]["KnownStatus"] == "RUNNING"
+    assert metadata["task"]["TaskARN"] == detail["container"]["taskArn"]

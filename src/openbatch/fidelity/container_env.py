@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openbatch.domain.job import Job
+from openbatch.fidelity.task_metadata import metadata_uri
 
 FARGATE_TYPES = ("FARGATE", "FARGATE_SPOT")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -105,6 +106,7 @@ def batch_container_environment(
     image_map: ImageMap | None = None,
     hostname: str | None = None,
     base_path: str | None = None,
+    metadata_base: str | None = None,
 ) -> dict[str, str]:
     """Variables ECS gives a Batch job's container, plus the image map's, for ``attempt`` of ``job``
     placed on compute environment ``ce`` (its stored body). Variables the job sets itself win."""
@@ -115,6 +117,8 @@ def batch_container_environment(
         "AWS_REGION": region,
         "HOSTNAME": hostname or socket.gethostname(),
     }
+    if metadata_base:
+        env["ECS_CONTAINER_METADATA_URI_V4"] = metadata_uri(metadata_base, job, attempt)
     image = job.spec.container.get("image")
     mapped = image_map.lookup(image) if image_map is not None else None
     if mapped is not None:
@@ -141,11 +145,19 @@ class ContainerEnvironment:
     lookup_ce: Callable[[str], Mapping[str, Any] | None]
     image_map: ImageMap | None = None
     hostname: str = field(default_factory=socket.gethostname)
+    metadata_base: str | None = None
+    """This server's URL, for ``ECS_CONTAINER_METADATA_URI_V4`` (``task_metadata``)."""
 
     def __call__(self, job: Job, attempt: int) -> Mapping[str, str]:
         ce = self.lookup_ce(job.compute_environment) if job.compute_environment else None
         return batch_container_environment(
-            job, attempt, ce, region=self.region_of(job), image_map=self.image_map, hostname=self.hostname
+            job,
+            attempt,
+            ce,
+            region=self.region_of(job),
+            image_map=self.image_map,
+            hostname=self.hostname,
+            metadata_base=self.metadata_base,
         )
 
     def install(self, engine: EngineHooks) -> None:

@@ -52,5 +52,11 @@ def container_environment_hook(
             return queue.arn.split(":")[3] or settings.region
         return settings.region
 
-    source = ContainerEnvironment(region_of=region_of, lookup_ce=lookup_ce, image_map=image_map)
+    host = settings.host if settings.host.startswith("127.") or settings.host == "localhost" else "127.0.0.1"
+    source = ContainerEnvironment(
+        region_of=region_of,
+        lookup_ce=lookup_ce,
+        image_map=image_map,
+        metadata_base=f"http://{host}:{settings.port}",
+    )
     return source.install
