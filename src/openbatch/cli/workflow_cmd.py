@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -191,12 +192,34 @@ def run_cmd(
     wait: bool = typer.Option(False, "--wait", help="Follow the run to its end; exit 0 only if it SUCCEEDED."),
     output: str = OutputOption,
     endpoint_url: str = EndpointOption,
+    embedded: bool = typer.Option(
+        False, "--embedded", help="Run on a temporary server of its own (SQLite, local executor); implies --wait."
+    ),
 ) -> None:
     """Start a run of the workflow in FILE on the OpenBatch server."""
     _check_output(output)
-    api = Api(endpoint_url)
-    run = api.call("POST", "/api/workflows/runs", {"definition": _read(file), "parameters": _params(param)})
-    _run_and_maybe_wait(api, run, wait, output)
+    text, params = _read(file), _params(param)
+    if not embedded:
+        api = Api(endpoint_url)
+        run = api.call("POST", "/api/workflows/runs", {"definition": text, "parameters": params})
+        _run_and_maybe_wait(api, run, wait, output)
+        return
+    from openbatch.cli.background import free_port, launch_server
+
+    with tempfile.TemporaryDirectory(prefix="openbatch-") as tmp:
+        port = free_port()
+        console.print(f"starting an embedded OpenBatch server on 127.0.0.1:{port} …", highlight=False)
+        try:
+            server = launch_server(Path(tmp), port)
+        except RuntimeError as exc:
+            fail(f"the embedded server did not start: {exc}")
+        try:
+            api = Api(f"http://127.0.0.1:{port}")
+            run = api.call("POST", "/api/workflows/runs", {"definition": text, "parameters": params})
+            _run_and_maybe_wait(api, run, True, output)
+        finally:
+            server.terminate()
+            server.wait(30)
 
 
 @app.command("ls")

@@ -24,7 +24,7 @@ class Workflows:
 
     def __init__(self, jobs: JobService, store: SqlStore, caller: Caller, data_dir: Path) -> None:
         workflow_store = WorkflowStore(store.engine)
-        self.service = WorkflowService(jobs, workflow_store, caller, data_dir / "workflows")
+        self.service = WorkflowService(jobs, workflow_store, caller)
         self.schedules = ScheduleService(self.service, jobs, workflow_store, caller)
         # Before the engine starts: recovered jobs' first changes reach the listener.
         self.service.attach()

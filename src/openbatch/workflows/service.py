@@ -25,7 +25,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import shutil
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ logger = logging.getLogger(__name__)
 RUN_TAG = "openbatch:workflow-run"
 STEP_TAG = "openbatch:workflow-step"
 DEFINITION_PREFIX = "openbatch-workflow-"
+OUTPUT_FILE = ".openbatch-output.json"
 
 WAITING = "WAITING"
 SUCCEEDED = "SUCCEEDED"
@@ -221,11 +221,10 @@ class _Resolver:
 
 
 class WorkflowService:
-    def __init__(self, jobs: JobService, store: WorkflowStore, caller: Caller, outputs_dir: Path) -> None:
+    def __init__(self, jobs: JobService, store: WorkflowStore, caller: Caller) -> None:
         self.jobs = jobs
         self.store = store
         self.caller = caller
-        self.outputs_dir = outputs_dir
         self.runs: dict[str, RunState] = {}
         """Unfinished runs (finished ones are read from the store)."""
         self._by_job: dict[str, tuple[str, str]] = {}
@@ -249,7 +248,6 @@ class WorkflowService:
 
     def start(self) -> None:
         """Re-derive unfinished runs from their jobs (after the engine has recovered them)."""
-        self.outputs_dir.mkdir(parents=True, exist_ok=True)
         self._recover()
 
     async def stop(self) -> None:
@@ -317,7 +315,6 @@ class WorkflowService:
         )
         run.refresh_sets()
         self.store.insert_run(run.row(), [step.row(run.run_id) for step in run.steps.values()])
-        (self.outputs_dir / run.run_id).mkdir(parents=True, exist_ok=True)
         self.runs[run.run_id] = run
         await self._advance_now(run)
         return run.view()
@@ -458,26 +455,32 @@ class WorkflowService:
         self._mark(run, step)
 
     def _read_outputs(self, run: RunState, step: StepState) -> tuple[Any, str | None]:
-        paths = (
-            [self.output_path(run.run_id, step.name, None)]
-            if step.array_size is None
-            else [self.output_path(run.run_id, step.name, i) for i in range(step.array_size)]
-        )
-        values = []
+        """The step's outputs: read from its job's (or each array child's) working directory, then removed."""
+        job_id = step.job_id or ""
+        ids = [job_id] if (step.array_size or 0) < 2 else [f"{job_id}:{i}" for i in range(step.array_size or 0)]
+        paths = [self.output_path(i) for i in ids]
+        values: list[Any] = []
+        problem = None
         for path in paths:
             try:
                 if path.stat().st_size > wf.MAX_OUTPUT_BYTES:
-                    return None, f"OPENBATCH_OUTPUT is larger than {wf.MAX_OUTPUT_BYTES:,} bytes"
+                    problem = f"OPENBATCH_OUTPUT is larger than {wf.MAX_OUTPUT_BYTES:,} bytes"
+                    break
                 values.append(json.loads(path.read_text()))
             except FileNotFoundError:
                 values.append(None)
             except (OSError, ValueError) as exc:
-                return None, f"OPENBATCH_OUTPUT is not valid JSON: {exc}"
+                problem = f"OPENBATCH_OUTPUT is not valid JSON: {exc}"
+                break
+        # Off the event loop: the files go, and the working directories the engine left for them.
+        asyncio.get_running_loop().run_in_executor(None, _remove_outputs, paths)
+        if problem is not None:
+            return None, problem
         return (values[0] if step.array_size is None else values), None
 
-    def output_path(self, run_id: str, step: str, index: int | None) -> Path:
-        base = self.outputs_dir / run_id
-        return base / f"{step}.json" if index is None else base / step / f"{index}.json"
+    def output_path(self, job_id: str) -> Path:
+        """In the job's working directory, which the job's user can write and which only it uses."""
+        return self.jobs.engine.work_dir_of(job_id) / OUTPUT_FILE
 
     def launch_environment(self, job: Job, attempt: int) -> Mapping[str, str]:
         """``OPENBATCH_OUTPUT`` (and ``OPENBATCH_ITEM`` for map children) for step jobs."""
@@ -489,12 +492,12 @@ class WorkflowService:
             return {}
         items = self._items.get((run.run_id, where[1]))
         if items is None:
-            return {"OPENBATCH_OUTPUT": str(self.output_path(run.run_id, where[1], None))}
+            return {"OPENBATCH_OUTPUT": str(self.output_path(job.id))}
         # A map over one item is a plain job: it still gets index 0, like an array child.
         index = job.array_index or 0
         item = items[index] if index < len(items) else None
         return {
-            "OPENBATCH_OUTPUT": str(self.output_path(run.run_id, where[1], index)),
+            "OPENBATCH_OUTPUT": str(self.output_path(job.id)),
             "OPENBATCH_ITEM": item if isinstance(item, str) else json.dumps(item),
             "AWS_BATCH_JOB_ARRAY_INDEX": str(index),
         }
@@ -585,8 +588,6 @@ class WorkflowService:
             self._items[(run.run_id, step.name)] = list(items)
             step.array_size = len(items)
         self._by_job[head.id] = (run.run_id, step.name)
-        if step.previous_job_ids or step.array_size is not None:
-            self._prepare_outputs(run, step)
         self._mark(run, step)
         return jobs
 
@@ -653,13 +654,6 @@ class WorkflowService:
             body["timeout"] = {"attemptDurationSeconds": step_spec.timeout}
         request = s.SubmitJob.model_validate(body)
         return request, tuple(depends)
-
-    def _prepare_outputs(self, run: RunState, step: StepState) -> None:
-        """A redriven step must not see the output files of its previous job; a map needs its directory."""
-        self.output_path(run.run_id, step.name, None).unlink(missing_ok=True)
-        children = self.output_path(run.run_id, step.name, 0).parent
-        shutil.rmtree(children, ignore_errors=True)
-        (children if step.array_size is not None else children.parent).mkdir(parents=True, exist_ok=True)
 
     def _ensure_job_definition(self, spec: wf.WorkflowSpec) -> None:
         """Command steps run on a job definition per workflow and image (Batch cannot override the image);
@@ -788,6 +782,15 @@ class WorkflowService:
         self._save()
         if rows:
             logger.info("recovered %d unfinished workflow runs", len(rows))
+
+
+def _remove_outputs(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+            path.parent.rmdir()
+        except OSError:
+            pass  # the job left other files in its working directory: they stay, as for any job
 
 
 def definition_name(workflow: str, image: str) -> str:
