@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -41,6 +42,9 @@ class ServerProcess:
     """Variables added to the server's environment."""
     auth_file: Path | None = None
     """``--auth-file``: SigV4 keys and policies (``None``: no authentication, as before)."""
+    job_user: str | None = field(default_factory=lambda: pwd.getpwuid(os.geteuid()).pw_name)
+    """Jobs run as the test's own user, so that they can write to the test's temporary directories;
+    ``None`` keeps the server's default (``nobody`` under root), as the isolation tests need."""
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -56,25 +60,47 @@ class ServerProcess:
         extra = [*self.extra_args, *(["--database-url", self.database_url] if self.database_url else [])]
         if self.auth_file is not None:
             extra += ["--auth-file", str(self.auth_file)]
+        if self.job_user is not None:
+            extra += ["--job-user", self.job_user]
         self.process = launch_server(self.data_dir, self.port, extra_args=extra, env=self.env, timeout=timeout)
         return self
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0, *, keep_jobs: bool = False) -> None:
+        """Stop the server; unless ``keep_jobs``, also the supervisor and the jobs it still runs."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if not keep_jobs:
+            self.stop_supervisor()
+
+    def stop_supervisor(self, timeout: float = 20.0) -> None:
+        """SIGTERM the host's supervisor (its attempts end as a lost host) and wait until it is gone."""
+        pid = self.supervisor_pid
+        if pid is None:
             return
-        self.process.send_signal(sig)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _is_supervisor(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    @property
+    def supervisor_pid(self) -> int | None:
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+            pid = int((self.data_dir / "supervisor" / "pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if _is_supervisor(pid) else None
 
     def crash(self) -> None:
-        """SIGKILL the server alone (its jobs' process groups survive, as after a real crash)."""
-        self.stop(signal.SIGKILL)
+        """SIGKILL the server alone: the supervisor and its jobs go on, as after a real crash."""
+        self.stop(signal.SIGKILL, keep_jobs=True)
 
     def restart(self) -> ServerProcess:
-        self.stop()
+        self.stop(keep_jobs=True)
         return self.start()
 
     def batch(self) -> BatchClient:
@@ -179,3 +205,11 @@ def shell_definition(batch: BatchClient, script: str = "true", **kwargs: Any) ->
         jobDefinitionName=name, type="container", containerProperties=props, **kwargs
     )
     return f"{name}:{result['revision']}"
+
+
+def _is_supervisor(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"openbatch.supervisor" in cmdline

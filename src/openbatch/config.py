@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pwd
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +32,10 @@ class Settings:
     """Create compute environment and job queue ``default`` on an empty store."""
     default_max_vcpus: int | None = None
     """maxvCpus of the ``default`` compute environment; ``None`` means this host's CPU count."""
+    job_user: str | None = None
+    """User jobs run as; ``None``: ``nobody`` when the server runs as root, else the server's own user."""
+    work_root: Path | None = None
+    """Where job working directories go; ``None``: a directory of this server under the system's temp dir."""
     max_request_bytes: int = 1024 * 1024
     """Largest request body accepted; larger ones get HTTP 413 (see ``api/limits.py``)."""
     max_concurrent_requests: int = 256
@@ -55,7 +63,32 @@ class Settings:
 
     @property
     def work_dir(self) -> Path:
-        return self.data_dir / "work"
+        """Jobs' working directories: outside the data dir, which jobs must not reach."""
+        if self.work_root is not None:
+            return self.work_root
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"openbatch-work-{digest}"
+
+    @property
+    def supervisor_dir(self) -> Path:
+        return self.data_dir / "supervisor"
+
+    def job_identity(self) -> tuple[int, int] | None:
+        """(uid, gid) jobs run as, or ``None`` for this process's own user.
+
+        A server running as root runs jobs as ``nobody`` unless ``job_user`` says otherwise:
+        a job must not be able to read the server's files or memory. Raises KeyError for an
+        unknown user.
+        """
+        name = self.job_user
+        if name is None:
+            if os.geteuid() != 0:
+                return None
+            name = "nobody"
+        entry = pwd.getpwnam(name)
+        if entry.pw_uid == os.geteuid():
+            return None
+        return entry.pw_uid, entry.pw_gid
 
 
 def normalize_database_url(url: str) -> str:

@@ -12,7 +12,6 @@ from openbatch.clock import SystemClock
 from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
-from openbatch.executors.local import LocalExecutor
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
 from openbatch.logs.attempt_streams import stream_creator
 from openbatch.logs.janitor import Janitor
@@ -26,6 +25,7 @@ from openbatch.service.consumable_resources import ConsumableUsage, NoUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.jobs import JobService
 from openbatch.store.sql import SqlStore
+from openbatch.supervisor.client import SupervisorExecutor
 from openbatch.workflows.capability import Workflows
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The store, keys and logs are the server's alone: jobs run as another user (see Settings.job_identity).
+        settings.data_dir.chmod(0o700)
         self.store = SqlStore(settings.resolved_database_url)
         self.clock = SystemClock()
         self.caller = Caller(region=settings.region, account=settings.account_id)
@@ -47,9 +49,9 @@ class Runtime:
         self.log_store = LogStore(settings.logs_dir, max_stream_bytes=settings.max_log_bytes_per_job or 0)
         self._janitor: Janitor | None = None
         self._jobs: JobService | None = None
+        self.workflows: Workflows | None = None
         self.engine_hooks: list[Callable[[JobEngine], None]] = []
         """Called with the engine before it starts: capabilities register their engine hooks here."""
-        self.workflows: Workflows | None = None
         self._consumable_usage: ConsumableUsage = NoUsage()
 
     @property
@@ -78,7 +80,20 @@ class Runtime:
         self.store.migrate()
         if self.settings.create_defaults:
             self._create_defaults()
-        executor = LocalExecutor(self.log_store, kill_grace_seconds=self.settings.kill_grace_seconds)
+        executor = SupervisorExecutor(
+            self.settings.supervisor_dir,
+            self.settings.logs_dir,
+            kill_grace_seconds=self.settings.kill_grace_seconds,
+            run_as=self.settings.job_identity(),
+        )
+        await executor.start()
+        identity = self.settings.job_identity()
+        logger.info(
+            "jobs run under the supervisor in %s as %s; working directories in %s",
+            self.settings.supervisor_dir,
+            f"uid {identity[0]} (the server's files are out of their reach)" if identity else "this server's user",
+            self.settings.work_dir,
+        )
         capacity = ConsumableCapacity(memory_mib=host_memory_mib(), gpus=detect_gpus(), store=self.store)
         self.ctx.listeners.append(capacity.forget)
         usage = EngineConsumableUsage(capacity, self.caller.arns, self.registry)
@@ -96,11 +111,11 @@ class Runtime:
         usage.live_jobs = engine.jobs
         engine.add_status_listener(usage.on_status_changes)
         self.ctx.listeners.append(engine.resources_changed)
-        self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         # Streams exist from the start of each attempt, as on AWS, even for a job that prints nothing.
         engine.add_status_listener(stream_creator(self.log_store))
         for hook in self.engine_hooks:
             hook(engine)
+        self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         engine.start()
         self.workflows.start()
         retention = self.settings.work_dir_retention_hours

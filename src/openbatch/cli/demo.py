@@ -135,8 +135,10 @@ def demo(
     """Start an embedded server (SQLite + local executor) and run a four-step pipeline with an array job."""
     root = Path(tempfile.mkdtemp(prefix="openbatch-demo-")) if data_dir is None else data_dir
     root.mkdir(parents=True, exist_ok=True)
-    out = root / "pipeline"
-    out.mkdir(exist_ok=True)
+    # The pipeline's files live outside the data dir, which jobs cannot reach (they run as another
+    # user when the server runs as root): a directory every job may write, like /tmp.
+    out = Path(tempfile.mkdtemp(prefix="openbatch-demo-pipeline-"))
+    out.chmod(0o1777)
     port = free_port()
     console.print(f"[bold]Starting OpenBatch[/] on http://127.0.0.1:{port} (data in {root})")
     server = launch_server(root, port)

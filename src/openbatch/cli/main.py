@@ -52,6 +52,12 @@ def server(
         None, help="maxvCpus of the compute environment 'default' created on an empty store (default: CPUs)."
     ),
     kill_grace_seconds: float = typer.Option(30.0, help="SIGTERM→SIGKILL grace for terminate and timeout."),
+    job_user: str | None = typer.Option(
+        None, envvar="OPENBATCH_JOB_USER", help="User jobs run as (default: nobody when run as root, else yours)."
+    ),
+    work_dir: Path | None = typer.Option(
+        None, envvar="OPENBATCH_WORK_DIR", help="Where job working directories go (default: under the temp dir)."
+    ),
     max_log_bytes_per_job: int | None = typer.Option(
         None,
         min=1024,
@@ -107,6 +113,8 @@ def server(
         region=region,
         default_max_vcpus=max_vcpus,
         kill_grace_seconds=kill_grace_seconds,
+        job_user=job_user,
+        work_root=work_dir,
         max_log_bytes_per_job=max_log_bytes_per_job,
         work_dir_retention_hours=work_dir_retention_hours,
         max_request_bytes=max_request_bytes,
@@ -120,6 +128,13 @@ def server(
         smtp_username=smtp_username,
         smtp_password=smtp_password,
     )
+    try:
+        identity = settings.job_identity()
+    except KeyError:
+        typer.echo(f"--job-user: no such user {job_user!r}", err=True)
+        raise typer.Exit(2) from None
+    if identity is None and os.geteuid() == 0:
+        typer.echo("warning: jobs run as root, with access to this server's files", err=True)
     serve(settings, log_level=log_level)
 
 

@@ -7,10 +7,10 @@ the ``on_exit`` callback, how the attempt ended.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,9 +42,16 @@ class ExitInfo:
     """Container-level reason (e.g. ``OutOfMemoryError: Container killed due to memory usage``)."""
     started: bool = True
     """False when the process could not be started at all (bad executable, bad cwd)."""
+    ended_at: int | None = None
+    """Epoch ms when it ended, if known to differ from when the exit is reported (an attempt that
+    ended while no server was connected); ``None`` means now."""
 
 
 ExitCallback = Callable[[ExitInfo], None]
+
+HOST_LOST = "The host stopped while this attempt was running"
+"""``ExitInfo.reason`` of an attempt that ended because its host (or the process that ran it) went
+away rather than by its own exit: the job sees AWS's ``Host EC2 … terminated.``."""
 
 
 class Handle(Protocol):
@@ -54,8 +61,42 @@ class Handle(Protocol):
     def pid(self) -> int: ...
 
 
+class KnownAttempt(Protocol):
+    """An attempt an executor already held when the server started: running, or ended (``exit``)."""
+
+    @property
+    def exit(self) -> ExitInfo | None: ...
+
+    @property
+    def gpu_ids(self) -> tuple[int, ...]: ...
+
+    @property
+    def spec(self) -> Mapping[str, Any]: ...
+
+
+def attempt_key(job_id: str, attempt: int) -> str:
+    """How executors name an attempt: unique per job and attempt number."""
+    return f"{job_id}#{attempt}"
+
+
 class Executor(Protocol):
     """Runs job attempts. All methods are called from the event loop thread."""
+
+    reattaches: bool
+    """True if attempts outlive the server (``known_attempts``/``attach``/``forget`` are meaningful);
+    False if they end with it."""
+
+    def known_attempts(self) -> Mapping[str, KnownAttempt]:
+        """Attempts held when the server started, by :func:`attempt_key`."""
+        ...
+
+    def attach(self, key: str, on_exit: ExitCallback) -> Handle:
+        """Follow a known attempt: ``on_exit`` is called once it ends (soon, if it already has)."""
+        ...
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """The outcome of these ended attempts is committed: the executor may drop them."""
+        ...
 
     def launch(self, spec: LaunchSpec, on_exit: ExitCallback) -> Handle:
         """Start the attempt and return at once.

@@ -10,10 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
-from openbatch.executors.base import ExitCallback, ExitInfo, Handle, LaunchSpec
+from openbatch.executors.base import ExitCallback, ExitInfo, Handle, KnownAttempt, LaunchSpec
 from openbatch.logs.store import MAX_EVENT_BYTES, LogStore, LogWriter
 
 __all__ = ["OOM_REASON", "LocalExecutor"]
@@ -260,6 +261,7 @@ class LocalExecutor:
         memory_poll_interval: float = 0.25,
         pipe_drain_seconds: float = 1.0,
         reap_orphans: bool = True,
+        run_as: tuple[int, int] | None = None,
     ) -> None:
         self._log_store = log_store
         self._log_group = log_group
@@ -275,6 +277,20 @@ class LocalExecutor:
         self._idle: asyncio.Future[None] | None = None
         self._closing = False
         self._base_env = job_base_environment()
+        self._run_as = run_as
+        """(uid, gid) jobs run as, when it is not this process's own user."""
+
+    reattaches = False
+    """Attempts are this process's children: they end with it."""
+
+    def known_attempts(self) -> Mapping[str, KnownAttempt]:
+        return {}
+
+    def attach(self, key: str, on_exit: ExitCallback) -> Handle:
+        raise KeyError(key)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        pass
 
     @property
     def running(self) -> int:
@@ -301,8 +317,11 @@ class LocalExecutor:
             visible = ",".join(str(gpu) for gpu in spec.gpu_ids)
             env["CUDA_VISIBLE_DEVICES"] = visible
             env["NVIDIA_VISIBLE_DEVICES"] = visible
+        uid, gid = self._run_as if self._run_as is not None else (None, None)
         try:
             _make_dir(spec.working_dir)
+            if uid is not None:
+                os.chown(spec.working_dir, uid, gid if gid is not None else -1)
             proc = subprocess.Popen(
                 spec.command,
                 cwd=spec.working_dir,
@@ -312,6 +331,9 @@ class LocalExecutor:
                 stderr=subprocess.PIPE,
                 process_group=0,
                 close_fds=True,
+                user=uid,
+                group=gid,
+                extra_groups=[] if uid is not None else None,
             )
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
             return self._not_started(loop, on_exit, str(exc))

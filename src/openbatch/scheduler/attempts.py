@@ -12,7 +12,7 @@ from functools import partial
 from openbatch.domain import transitions as t
 from openbatch.domain.job import Attempt, Job
 from openbatch.domain.states import TERMINAL
-from openbatch.executors.base import ExitInfo, LaunchSpec
+from openbatch.executors.base import HOST_LOST, ExitInfo, LaunchSpec, attempt_key
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, EngineCore, RunningAttempt, S, _remove_empty_dir
 
 TASK_FAILED_TO_START = "Task failed to start"
@@ -30,6 +30,9 @@ class AttemptsMixin(EngineCore):
         self._to_launch.append(job)
 
     def _after_commit(self) -> None:
+        if self._to_forget:
+            ended, self._to_forget = self._to_forget, []
+            self.executor.forget(ended)
         placed, self._to_launch = self._to_launch, []
         if not placed:
             return
@@ -48,11 +51,11 @@ class AttemptsMixin(EngineCore):
 
     def _hand_to_executor(self, job: Job, running: RunningAttempt) -> None:
         job_id = job.id
+        now = self.clock.now_ms()  # before the launch: the process may end before launch() returns
         running.handle = self.executor.launch(self.launch_spec(job, running.gpu_ids), partial(self._on_exit, job_id))
         if job.current is not None:
             job.current.pid = running.handle.pid
         if job.status is S.STARTING:
-            now = self.clock.now_ms()
             self._set(job, lambda j: t.start(j, now))
         self._arm_timeout(job, running)
 
@@ -108,7 +111,12 @@ class AttemptsMixin(EngineCore):
             running.timer.cancel()
         self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)
         self._release_share(job)
+        # Acknowledged to the executor once this outcome is committed (see _after_commit).
+        self._to_forget.append(attempt_key(job_id, job.attempt_number))
         now = self.clock.now_ms()
+        if info.ended_at is not None:
+            # Ended while no server was connected: the real end, never before the recorded start.
+            now = max(min(info.ended_at, now), job.started_at or 0)
         if running.stop_reason is not None:
             status_reason = running.stop_reason
         elif not info.started:
@@ -116,6 +124,8 @@ class AttemptsMixin(EngineCore):
         elif self._stopping and running.stop_reason is None and not running.timed_out:
             status_reason = HOST_TERMINATED
             info = ExitInfo(exit_code=info.exit_code, reason=SERVER_STOPPED, started=True)
+        elif info.reason == HOST_LOST:
+            status_reason = HOST_TERMINATED
         elif running.timed_out:
             status_reason = t.TIMEOUT_REASON
         else:

@@ -115,6 +115,8 @@ class EngineCore:
         """State changes since the last flush, in order: for listeners and the outbox."""
         self._running: dict[str, RunningAttempt] = {}
         self._to_launch: list[Job] = []
+        self._to_forget: list[str] = []
+        """Ended attempts whose outcome the next flush commits; then the executor may drop them."""
         """Placed attempts, handed to the executor once their STARTING state is committed."""
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None

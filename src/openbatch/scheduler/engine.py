@@ -22,7 +22,7 @@ import logging
 import time
 
 from openbatch.domain.states import TERMINAL
-from openbatch.scheduler.attempts import TASK_FAILED_TO_START, AttemptsMixin
+from openbatch.scheduler.attempts import TASK_FAILED_TO_START
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, EngineStats, StatusChange
 from openbatch.scheduler.dispatch import DispatchMixin
 from openbatch.scheduler.recovery import RecoveryMixin
@@ -39,7 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class JobEngine(DispatchMixin, AttemptsMixin, RecoveryMixin):
+class JobEngine(DispatchMixin, RecoveryMixin):
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:

@@ -5,28 +5,36 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from functools import partial
 from pathlib import Path
 
 from openbatch.domain import transitions as t
 from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
-from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, S
+from openbatch.executors.base import KnownAttempt, attempt_key
+from openbatch.scheduler.attempts import AttemptsMixin
+from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S
 from openbatch.scheduler.dependencies import DependencyMixin
 from openbatch.store.job_codec import from_record
 
 logger = logging.getLogger(__name__)
 
 
-class RecoveryMixin(DependencyMixin):
+class RecoveryMixin(AttemptsMixin, DependencyMixin):
     def recover(self) -> None:
-        """Reload unfinished jobs after a restart.
+        """Reload unfinished jobs after a restart, and re-attach to their attempts.
 
-        Attempts that were STARTING/RUNNING when the server stopped cannot be
-        re-attached (their output pipes died with the server): their process
-        group is killed and the attempt ends as a lost host, so retry rules
+        With an executor whose attempts outlive the server (the supervisor), an attempt
+        STARTING/RUNNING in the store is followed again: still running, or ended while
+        no server was connected (its real exit is applied). One the executor never
+        received (the server stopped between committing STARTING and launching) is
+        launched now under the same attempt number. With an executor whose attempts end
+        with the server, they are lost: the attempt ends as a lost host, so retry rules
         such as ``onStatusReason: "Host EC2*"`` apply exactly as on AWS.
         """
         records = self.store.load_unfinished_jobs()
+        known = dict(self.executor.known_attempts())
         if not records:
+            self.executor.forget(list(known))
             return
         records.sort(key=lambda r: (r.array_index is not None, r.created_at))
         specs: dict[str, JobSpec] = {}
@@ -51,10 +59,32 @@ class RecoveryMixin(DependencyMixin):
             self._to_evaluate.append(job)
         for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
             self._enqueue(job)
+        followed = 0
         for job in loaded:
-            if job.status in (S.STARTING, S.RUNNING):
+            if job.status not in (S.STARTING, S.RUNNING):
+                continue
+            if self.executor.reattaches:
+                followed += self._reattach(job, known.pop(attempt_key(job.id, job.attempt_number), None))
+            else:
                 self._abandon_attempt(job, now)
-        logger.info("recovered %d unfinished jobs", len(loaded))
+        # Ended attempts whose outcome the store already has (the server stopped before acknowledging).
+        self.executor.forget(list(known))
+        logger.info("recovered %d unfinished jobs; re-attached to %d attempts", len(loaded), followed)
+
+    def _reattach(self, job: Job, known: KnownAttempt | None) -> int:
+        gpu_ids = known.gpu_ids if known is not None else None
+        running = self._running[job.id] = RunningAttempt(
+            self.capacity.acquire(job.spec.resources, job.compute_environment or "", gpu_ids)
+        )
+        if known is None:
+            self._to_launch.append(job)  # never reached the executor: launched after the next commit
+            return 0
+        running.handle = self.executor.attach(attempt_key(job.id, job.attempt_number), partial(self._on_exit, job.id))
+        if job.status is S.STARTING:
+            now = self.clock.now_ms()
+            self._set(job, lambda j: t.start(j, now))
+        self._arm_timeout(job, running)
+        return 1
 
     def _recount_arrays(self, loaded: list[Job]) -> None:
         for job in loaded:

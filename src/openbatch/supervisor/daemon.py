@@ -1,0 +1,235 @@
+"""The supervisor process: ``python -m openbatch.supervisor STATE_DIR --logs-dir DIR``.
+
+One per host and state directory (an exclusive ``flock`` on ``STATE_DIR/lock``). It runs
+attempts with the local executor (a child subreaper: descendants stay inside the attempt),
+so their output goes to the log store and their exit status to a durable record even while
+no server is connected. It exits on its own once no attempt runs and no server has been
+connected for ``linger_seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from openbatch.executors.base import HOST_LOST, ExitInfo, Handle
+from openbatch.executors.local import LocalExecutor
+from openbatch.logs.store import LogStore
+from openbatch.supervisor import protocol as p
+from openbatch.supervisor.records import AttemptRecord, AttemptRecords
+
+logger = logging.getLogger(__name__)
+
+_MAX_LINE = 16 * 1024 * 1024
+"""A launch message carries the job's command and environment (at most a few MiB)."""
+
+
+class Supervisor:
+    def __init__(
+        self,
+        state_dir: Path,
+        logs_dir: Path,
+        *,
+        kill_grace_seconds: float = 30.0,
+        linger_seconds: float = 5.0,
+        run_as: tuple[int, int] | None = None,
+    ) -> None:
+        self.state_dir = state_dir
+        self.records = AttemptRecords(state_dir / "attempts")
+        self.executor = LocalExecutor(LogStore(logs_dir), kill_grace_seconds=kill_grace_seconds, run_as=run_as)
+        self.linger_seconds = linger_seconds
+        self.handles: dict[str, Handle] = {}
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.exits: dict[str, dict[str, Any]] = {}
+        self.client: asyncio.StreamWriter | None = None
+        self.stopping = False
+        self._idle_since = asyncio.get_running_loop().time()
+
+    # --- start-up -------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """Attempts of a previous supervisor: their outcome is known, or they were lost with it."""
+        for record in self.records.load():
+            self.specs[record.key] = record.spec
+            if record.exit is None:
+                _kill_lost(record)
+                info = ExitInfo(exit_code=None, reason=HOST_LOST, started=True)
+                record.exit = p.exit_to_json(info, _now_ms())
+                self.records.finish(record.key, record.exit)
+            self.exits[record.key] = record.exit
+
+    async def serve(self, path: Path) -> None:
+        _prepare_socket(path)
+        server = await asyncio.start_unix_server(self._connected, path=str(path), limit=_MAX_LINE)
+        os.chmod(path, 0o600)
+        logger.info("supervisor listening on %s", path)
+        async with server:
+            while not self.stopping and not self._idle_long_enough():
+                await asyncio.sleep(0.1)
+        # Stopped (SIGTERM): the host goes away, and its attempts with it.
+        await self.executor.aclose()
+
+    def _idle_long_enough(self) -> bool:
+        now = asyncio.get_running_loop().time()
+        if self.client is not None or self.handles:
+            self._idle_since = now
+            return False
+        return now - self._idle_since >= self.linger_seconds
+
+    # --- the connection -----------------------------------------------------------
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.client is not None:
+            # A new server replaces one that is gone (or about to be): the newest is the one to tell.
+            self.client.close()
+        self.client = writer
+        attempts = [
+            {"key": key, "spec": spec, "running": key in self.handles, "exit": self.exits.get(key)}
+            for key, spec in self.specs.items()
+        ]
+        self._send({"op": "state", "attempts": attempts})
+        try:
+            while line := await reader.readline():
+                try:
+                    self._handle(p.decode(line))
+                except (KeyError, TypeError, ValueError) as exc:
+                    logger.error("bad request from the server: %s", exc)
+        except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
+            logger.warning("server connection ended: %s", exc)
+        finally:
+            if self.client is writer:
+                self.client = None
+            writer.close()
+
+    def _send(self, message: dict[str, Any]) -> None:
+        if self.client is None or self.client.is_closing():
+            return  # told again in ``state`` on the next connection
+        self.client.write(p.encode(message))
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        op = message.get("op")
+        if op == "launch":
+            self.launch(str(message["key"]), message["spec"])
+        elif op == "kill":
+            handle = self.handles.get(str(message["key"]))
+            if handle is not None:
+                self.executor.kill(handle, float(message.get("grace", 0)), message.get("reason"))
+        elif op == "forget":
+            for key in message.get("keys", ()):
+                self.forget(str(key))
+        else:
+            logger.warning("unknown supervisor request %r", op)
+
+    # --- attempts -------------------------------------------------------------------
+
+    def launch(self, key: str, spec_json: dict[str, Any]) -> None:
+        if self.stopping:
+            # Not claimed: the server sends it again to the next supervisor.
+            logger.info("stopping: not starting attempt %s", key)
+            return
+        if key in self.specs or not self.records.claim(key, spec_json):
+            self._send({"op": "refused", "key": key})
+            return
+        self.specs[key] = spec_json
+        handle = self.executor.launch(p.spec_from_json(spec_json), partial(self._exited, key))
+        if key in self.exits:
+            return  # could not start: reported already
+        self.handles[key] = handle
+        self.records.note_pid(key, handle.pid)
+        self._send({"op": "started", "key": key, "pid": handle.pid})
+
+    def _exited(self, key: str, info: ExitInfo) -> None:
+        self.handles.pop(key, None)
+        if self.stopping:
+            info = ExitInfo(exit_code=info.exit_code, reason=HOST_LOST, started=info.started)
+        status = p.exit_to_json(info, _now_ms())
+        self.exits[key] = status
+        self.records.finish(key, status)
+        self._send({"op": "exit", "key": key, "exit": status})
+
+    def forget(self, key: str) -> None:
+        if key in self.handles:
+            return  # still running: the server must not forget what it has not seen end
+        self.specs.pop(key, None)
+        self.exits.pop(key, None)
+        self.records.forget(key)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _prepare_socket(path: Path) -> None:
+    """A private directory; a stale socket of a dead supervisor is removed (we hold the lock)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _kill_lost(record: AttemptRecord) -> None:
+    """Kill an attempt left running by a supervisor that died, if its pid still is that attempt's."""
+    if not record.pid:
+        return
+    environment = record.spec.get("environment", {})
+    marker = f"AWS_BATCH_JOB_ID={environment.get('AWS_BATCH_JOB_ID', record.spec.get('jobId'))}".encode()
+    try:
+        environ = Path(f"/proc/{record.pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if marker in environ:
+        try:
+            os.killpg(record.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+async def run(args: argparse.Namespace) -> int:
+    run_as = (args.uid, args.gid) if args.uid is not None else None
+    state_dir = Path(args.state_dir)
+    supervisor = Supervisor(
+        state_dir,
+        Path(args.logs_dir),
+        kill_grace_seconds=args.kill_grace_seconds,
+        linger_seconds=args.linger_seconds,
+        run_as=run_as,
+    )
+    supervisor.recover()
+    loop = asyncio.get_running_loop()
+    # The server's stop (Ctrl-C reaches its whole terminal process group) must not stop the jobs;
+    # SIGTERM to the supervisor itself stops the host: its attempts end as a lost host.
+    loop.add_signal_handler(signal.SIGINT, lambda: None)
+    loop.add_signal_handler(signal.SIGTERM, partial(setattr, supervisor, "stopping", True))
+    await supervisor.serve(p.socket_path(state_dir))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m openbatch.supervisor")
+    parser.add_argument("state_dir")
+    parser.add_argument("--logs-dir", required=True)
+    parser.add_argument("--kill-grace-seconds", type=float, default=30.0)
+    parser.add_argument("--linger-seconds", type=float, default=5.0)
+    parser.add_argument("--uid", type=int, default=None)
+    parser.add_argument("--gid", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervisor: %(message)s")
+    state_dir = Path(args.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(state_dir / "lock", "w") as lock:  # held for the life of the process
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("another supervisor serves %s", state_dir)
+            return 0
+        (state_dir / "pid").write_text(str(os.getpid()))
+        return asyncio.run(run(args))
