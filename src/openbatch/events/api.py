@@ -113,7 +113,12 @@ def sns_error(code: str, message: str, status: int = 400) -> Response:
         f'<ErrorResponse xmlns="{SNS_NAMESPACE}"><Error><Type>{sender}</Type><Code>{code}</Code>'
         f"<Message>{_xml_value(message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
     )
-    return Response(body, status_code=status, media_type="text/xml", headers={"x-amzn-RequestId": request_id})
+    return Response(
+        body,
+        status_code=status,
+        media_type="text/xml",
+        headers={"x-amzn-RequestId": request_id, "x-amzn-ErrorType": code},
+    )
 
 
 def _map_param(params: Mapping[str, str], name: str, key: str = "key", value: str = "value") -> dict[str, str]:
