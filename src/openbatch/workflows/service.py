@@ -429,6 +429,8 @@ class WorkflowService:
                 self._step_done(run, step, SUCCEEDED, at, None)
             return
         if status is JobStatus.FAILED:
+            if job.attempts or (step.array_size or 0) >= 2:  # attempts may have written outputs
+                asyncio.get_running_loop().run_in_executor(None, _remove_outputs, self._output_paths(step))
             reason = job.status_reason or "Job failed"
             if run.cancelling:
                 self._step_done(run, step, CANCELLED, at, reason)
@@ -456,9 +458,7 @@ class WorkflowService:
 
     def _read_outputs(self, run: RunState, step: StepState) -> tuple[Any, str | None]:
         """The step's outputs: read from its job's (or each array child's) working directory, then removed."""
-        job_id = step.job_id or ""
-        ids = [job_id] if (step.array_size or 0) < 2 else [f"{job_id}:{i}" for i in range(step.array_size or 0)]
-        paths = [self.output_path(i) for i in ids]
+        paths = self._output_paths(step)
         values: list[Any] = []
         problem = None
         for path in paths:
@@ -477,6 +477,11 @@ class WorkflowService:
         if problem is not None:
             return None, problem
         return (values[0] if step.array_size is None else values), None
+
+    def _output_paths(self, step: StepState) -> list[Path]:
+        job_id = step.job_id or ""
+        ids = [job_id] if (step.array_size or 0) < 2 else [f"{job_id}:{i}" for i in range(step.array_size or 0)]
+        return [self.output_path(i) for i in ids]
 
     def output_path(self, job_id: str) -> Path:
         """In the job's working directory, which the job's user can write and which only it uses."""
