@@ -239,6 +239,7 @@ def test_failed_job_reaches_an_http_subscriber_signed(
     assert sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"] == []
 
 
+@pytest.mark.slow
 def test_receiver_down_and_server_crash_lose_nothing(
     server: ServerProcess, batch: BatchClient, events: EventBridgeClient, sns: SNSClient, receiver: Receiver
 ) -> None:
@@ -306,6 +307,7 @@ def _openbatch(server: ServerProcess, *args: str) -> subprocess.CompletedProcess
     return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
 
 
+@pytest.mark.slow
 def test_notify_add_ls_rm(server: ServerProcess, batch: BatchClient, receiver: Receiver) -> None:
     queue = make_queue(batch)
     # The installed command, as a user runs it.
@@ -445,6 +447,7 @@ def test_metrics_count_what_ran_and_logs_are_structured(server: ServerProcess, b
     assert changes[-1]["new_status"] == "FAILED" and changes[-1]["level"] == "info"
 
 
+@pytest.mark.slow
 def test_each_jobs_events_arrive_in_order(
     server: ServerProcess, batch: BatchClient, events: EventBridgeClient, receiver: Receiver
 ) -> None:
