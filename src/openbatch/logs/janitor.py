@@ -51,24 +51,29 @@ class Janitor:
         self._finished_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def due_work_dirs(self) -> list[Path]:
+    def job_dirs(self) -> list[Path]:
+        """Every ``<work>/<shard>/<jobId>`` directory (file system only: callers run it off the loop)."""
+        if self.work_retention_seconds is None:
+            return []
+        return [job_dir for shard in _subdirs(self.work_dir) for job_dir in _subdirs(shard)]
+
+    def due_work_dirs(self, job_dirs: list[Path] | None = None) -> list[Path]:
         """Work directories whose job has been finished for the retention (forgotten once returned)."""
         if self.work_retention_seconds is None:
             return []
         now = self._clock()
         seen: set[str] = set()
         due: list[Path] = []
-        for shard in _subdirs(self.work_dir):
-            for job_dir in _subdirs(shard):
-                key = str(job_dir)
-                seen.add(key)
-                if self.is_live(job_dir.name):
-                    self._finished_since.pop(key, None)
-                    continue
-                since = self._finished_since.setdefault(key, now)
-                if now - since >= self.work_retention_seconds:
-                    due.append(job_dir)
-                    self._finished_since.pop(key, None)
+        for job_dir in self.job_dirs() if job_dirs is None else job_dirs:
+            key = str(job_dir)
+            seen.add(key)
+            if self.is_live(job_dir.name):
+                self._finished_since.pop(key, None)
+                continue
+            since = self._finished_since.setdefault(key, now)
+            if now - since >= self.work_retention_seconds:
+                due.append(job_dir)
+                self._finished_since.pop(key, None)
         for key in list(self._finished_since):
             if key not in seen:
                 del self._finished_since[key]
@@ -92,8 +97,10 @@ class Janitor:
         while True:
             try:
                 # Liveness is read on the loop (the engine's map is the loop's); deletions run off it.
-                due = self.due_work_dirs()
-                dirs = await asyncio.to_thread(_remove, due)
+                # Listing and removing touch the file system off the loop; liveness is read on it
+                # (the engine's map belongs to the loop).
+                listed = await asyncio.to_thread(self.job_dirs)
+                dirs = await asyncio.to_thread(_remove, self.due_work_dirs(listed))
                 logs = await asyncio.to_thread(self.log_store.expire)
                 if dirs or logs:
                     logger.info("janitor removed %d work directories and %d expired log files", dirs, logs)
