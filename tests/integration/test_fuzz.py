@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import string
 from collections import Counter
 from collections.abc import Iterator
@@ -294,12 +295,22 @@ def _variants(body: dict[str, Any], rnd: Random) -> list[dict[str, Any]]:
 def _check(response: httpx.Response) -> None:
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400:
-        error_type = response.headers.get("x-amzn-ErrorType")
-        if error_type is None:
-            payload = json.loads(response.content)
-            error_type = payload.get("__type")
-        assert error_type, (response.status_code, response.text[:500])
+        assert _error_type(response), (response.status_code, response.headers, response.text[:500])
         assert "Traceback" not in response.text
+
+
+def _error_type(response: httpx.Response) -> str | None:
+    """AWS's error code: the header, the JSON ``__type``, or the XML ``<Code>`` of query protocols (SNS)."""
+    if "x-amzn-ErrorType" in response.headers:
+        return response.headers["x-amzn-ErrorType"]
+    if response.headers.get("content-type", "").startswith(("text/xml", "application/xml")):
+        match = re.search(r"<Code>([^<]+)</Code>", response.text)
+        return match.group(1) if match else None
+    try:
+        payload = json.loads(response.content)
+    except ValueError:
+        return None
+    return payload.get("__type") if isinstance(payload, dict) else None
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -61,21 +62,47 @@ def parse_body(body: bytes) -> dict[str, Any]:
 
 
 def check_document(value: Any) -> None:
-    """Refuse what would only fail deeper down: invalid text anywhere, and absurd nesting."""
-    pending = [("", value, 1)]
+    """Refuse what would only fail deeper down: invalid text anywhere, and absurd nesting.
+
+    One pass gathers every string (member names too) and checks them joined, in C; only a
+    refused body is walked again to name the member.
+    """
+    texts: list[str] = []
+    pending: list[tuple[Any, int]] = [(value, 1)]
     while pending:
-        path, item, depth = pending.pop()
+        item, depth = pending.pop()
+        if depth > MAX_DEPTH:
+            raise MalformedBody(f"The request body is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(item, dict):
+            texts.extend(item)
+            children = item.values()
+        else:
+            children = item
+        for child in children:
+            if isinstance(child, str):
+                texts.append(child)
+            elif isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    try:
+        check_text("request body", "".join(texts))
+    except ValidationError:
+        _locate_invalid_text(value)
+        raise
+
+
+def _locate_invalid_text(value: Any) -> None:
+    """Raise naming the member whose text (or name) is invalid."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
         if isinstance(item, str):
             check_text(path or "request body", item)
-        elif isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                raise MalformedBody(f"The request body is nested more than {MAX_DEPTH} levels deep")
-            if isinstance(item, list):
-                pending.extend((f"{path}[{i}]", child, depth + 1) for i, child in enumerate(item))
-                continue
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+        elif isinstance(item, dict):
             for key, child in item.items():
                 check_text(f"a member name in {path or 'the request body'}", key)
-                pending.append((f"{path}.{key}" if path else key, child, depth + 1))
+                pending.append((f"{path}.{key}" if path else key, child))
 
 
 @cache
@@ -97,73 +124,124 @@ def check_input(service: str, operation: str, payload: dict[str, Any], *, body_o
     if shape is None:
         return
     problems: list[str] = []
-    _check(shape, payload, "", problems, body_only=body_only)
+    _checker(service, shape, body_only=body_only)(payload, None, problems)
     if problems:
         count = len(problems)
         noun = "error" if count == 1 else "errors"
         raise ValidationError(f"{count} validation {noun} detected: " + "; ".join(problems[:MAX_REPORTED]))
 
 
-def _check(shape: Shape, value: Any, path: str, problems: list[str], *, body_only: bool = False) -> None:
-    if len(problems) >= MAX_REPORTED:
-        return
+Path = tuple[Any, str | int] | None
+"""Where a value sits, built as (parent, member name or list index) and rendered only for a problem."""
+Checker = Callable[[Any, Path, list[str]], None]
+"""Appends a sentence per problem found in a value."""
+
+
+def _render(path: Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, segment = path
+        parts.append(f"[{segment}]" if isinstance(segment, int) else f".{segment}")
+    return "".join(reversed(parts)).lstrip(".") or "request body"
+
+
+def _problem(path: Path, constraint: str, value: Any = None, shown: str = "Value") -> str:
+    if value is not None:
+        shown = f"Value '{value}'"
+    return f"{shown} at '{_render(path)}' failed to satisfy constraint: Member must {constraint}"
+
+
+_CHECKERS: dict[tuple[str, str, bool], Checker] = {}
+
+
+def _checker(service: str, shape: Shape, *, body_only: bool = False) -> Checker:
+    """A checker per shape, built once: walking botocore's shape objects on every request costs
+    several times the JSON parsing. Children are built on first use (shapes may be recursive)."""
+    key = (service, shape.name, body_only)
+    checker = _CHECKERS.get(key)
+    if checker is None:
+        checker = _build(service, shape, body_only)
+        _CHECKERS[key] = checker
+    return checker
+
+
+def _build(service: str, shape: Shape, body_only: bool) -> Checker:
     kind = shape.type_name
-    where = path or "request body"
     if kind == "structure":
         assert isinstance(shape, StructureShape)
-        if not isinstance(value, dict):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be an object")
-            return
-        for name, member in shape.members.items():
-            # Members bound to the URI, query or headers are not in a REST body.
-            if body_only and member.serialization.get("location"):
-                continue
-            child = value.get(name)
-            child_path = f"{path}.{name}" if path else name
-            if child is None:
-                if name in shape.required_members:
-                    problems.append(
-                        f"Value null at '{child_path}' failed to satisfy constraint: Member must not be null"
-                    )
-                continue
-            _check(member, child, child_path, problems)
-    elif kind == "list":
-        assert isinstance(shape, ListShape)
-        if not isinstance(value, list):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a list")
-            return
-        for index, item in enumerate(value):
-            _check(shape.member, item, f"{path}[{index}]", problems)
-    elif kind == "map":
-        assert isinstance(shape, MapShape)
-        if not isinstance(value, dict):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a map")
-            return
-        for key, item in value.items():
-            _check(shape.key, key, f"a key of {where}", problems)
-            _check(shape.value, item, f"{path}.{key}", problems)
-    elif kind == "string":
-        if not isinstance(value, str):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a string")
-    elif kind in _INT_BOUNDS:
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be an integer")
-            return
+        # Members bound to the URI, query or headers are not in a REST body.
+        members = {
+            name: member
+            for name, member in shape.members.items()
+            if not (body_only and member.serialization.get("location"))
+        }
+        required = tuple(name for name in shape.required_members if name in members)
+        built: dict[str, Checker] = {}
+
+        def check_structure(value: Any, path: Path, problems: list[str]) -> None:
+            if not isinstance(value, dict):
+                problems.append(_problem(path, "be an object"))
+                return
+            missing = [name for name in required if value.get(name) is None]
+            problems.extend(_problem((path, name), "not be null", None, "Value null") for name in missing)
+            for name, child in value.items():
+                member = members.get(name)
+                if member is None or child is None:
+                    continue
+                check = built.get(name)
+                if check is None:
+                    check = built[name] = _checker(service, member)
+                check(child, (path, name), problems)
+
+        return check_structure
+    if kind in ("list", "map"):
+        item_shape = (
+            shape.member if isinstance(shape, ListShape) else shape.value if isinstance(shape, MapShape) else None
+        )
+        assert item_shape is not None
+        container, noun = (list, "a list") if kind == "list" else (dict, "a map")
+        item: list[Checker] = []
+
+        def check_container(value: Any, path: Path, problems: list[str]) -> None:
+            if not isinstance(value, container):
+                problems.append(_problem(path, f"be {noun}"))
+                return
+            if not item:
+                item.append(_checker(service, item_shape))
+            check = item[0]
+            pairs = enumerate(value) if isinstance(value, list) else value.items()
+            for index, child in pairs:
+                check(child, (path, index), problems)
+
+        return check_container
+    if kind in _INT_BOUNDS:
         low, high = _INT_BOUNDS[kind]
         low, high = max(low, shape.metadata.get("min", low)), min(high, shape.metadata.get("max", high))
-        if not low <= value <= high:
-            problems.append(
-                f"Value '{value}' at '{where}' failed to satisfy constraint: Member must have value "
-                f"between {low} and {high}"
-            )
-    elif kind in ("float", "double"):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a finite number")
-    elif kind == "boolean":
-        if not isinstance(value, bool):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a boolean")
-    elif kind == "timestamp":
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be a timestamp")
-    elif kind == "blob" and not isinstance(value, str):
-        problems.append(f"Value at '{where}' failed to satisfy constraint: Member must be base64 text")
+
+        def check_integer(value: Any, path: Path, problems: list[str]) -> None:
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(_problem(path, "be an integer"))
+            elif not low <= value <= high:
+                problems.append(_problem(path, f"have value between {low} and {high}", value))
+
+        return check_integer
+    if kind in ("float", "double"):
+
+        def check_number(value: Any, path: Path, problems: list[str]) -> None:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                problems.append(_problem(path, "be a finite number"))
+
+        return check_number
+    expected: tuple[type, ...]
+    expected, noun = {
+        "string": ((str,), "a string"),
+        "boolean": ((bool,), "a boolean"),
+        "timestamp": ((int, float, str), "a timestamp"),
+        "blob": ((str,), "base64 text"),
+    }.get(kind, ((object,), "a value"))
+
+    def check_scalar(value: Any, path: Path, problems: list[str]) -> None:
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            problems.append(_problem(path, f"be {noun}"))
+
+    return check_scalar
