@@ -154,7 +154,7 @@ def _check(call: Callable[[], T]) -> T | None:
 
 @app.command("ls")
 def ls(endpoint_url: str | None = EndpointOption) -> None:
-    """List the notifications created with ``notify add``."""
+    """List the notifications made by `openbatch notify add`."""
     events, sns = _clients(endpoint_url)
     with _errors(endpoint_url):
         rules = events.list_rules(NamePrefix=PREFIX, Limit=100)["Rules"]

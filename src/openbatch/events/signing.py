@@ -41,39 +41,61 @@ def string_to_sign(message: dict[str, Any]) -> str:
 
 
 class Signer:
+    """Loads or makes the key on first use: most servers never sign anything, and an RSA key takes ~0.5 s."""
+
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._key: rsa.RSAPrivateKey | None = None
+        self._certificate_pem = b""
+
+    @property
+    def key(self) -> rsa.RSAPrivateKey:
+        if self._key is None:
+            self._load()
+        assert self._key is not None
+        return self._key
+
+    @property
+    def certificate_pem(self) -> bytes:
+        if self._key is None:
+            self._load()
+        return self._certificate_pem
+
+    def _load(self) -> None:
+        directory = self.directory
         directory.mkdir(parents=True, exist_ok=True)
         key_path, cert_path = directory / "signing-key.pem", directory / CERT_FILE
         if key_path.exists() and cert_path.exists():
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError(f"{key_path} is not an RSA key")
-            self.key = key
-            self.certificate_pem = cert_path.read_bytes()
+            self._key, self._certificate_pem = key, cert_path.read_bytes()
             return
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.openbatch.local")])
         now = datetime.datetime.now(datetime.UTC)
         certificate = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
-            .public_key(self.key.public_key())
+            .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=3650))
-            .sign(self.key, hashes.SHA256())
+            .sign(key, hashes.SHA256())
         )
-        self.certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+        pem = certificate.public_bytes(serialization.Encoding.PEM)
         tmp = key_path.with_suffix(".tmp")
         tmp.touch(mode=0o600)
         tmp.write_bytes(
-            self.key.private_bytes(
+            key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
-        cert_path.write_bytes(self.certificate_pem)
+        # The certificate first, then the key: a crash in between leaves no key, so both are made again.
+        cert_path.write_bytes(pem)
         tmp.replace(key_path)
+        self._key, self._certificate_pem = key, pem
 
     def sign(self, message: dict[str, Any]) -> str:
         data = string_to_sign(message).encode()
