@@ -1,5 +1,8 @@
 """A 1,000-step workflow from start to SUCCEEDED, beside the same graph submitted as plain jobs with dependsOn.
 
+Printed beside them: the raw cost of spawning `true` 1,000 times from Python, the floor for
+both (and a gauge of how loaded the machine is).
+
 The graph has mixed fan-out and fan-in: 20 layers of 50 steps running ``true``; each
 step after the first layer depends on 1 to 3 steps of the layer before (seeded, so
 every run measures the same graph). Both variants run on the same server, one after
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +36,14 @@ from tests.support import ServerProcess
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
+
+
+def raw_spawn_seconds(n: int) -> float:
+    """The floor: spawning ``true`` n times from Python, one after the other."""
+    started = time.perf_counter()
+    for _ in range(n):
+        subprocess.Popen(["true"]).wait()
+    return time.perf_counter() - started
 
 
 def graph(layers: int, width: int, seed: int = 1) -> dict[str, list[str]]:
@@ -120,6 +132,7 @@ def main() -> None:
     args = parser.parse_args()
     steps = graph(args.layers, args.width)
     edges = sum(len(d) for d in steps.values())
+    raw = raw_spawn_seconds(len(steps))
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(Path(tmp), extra_args=("--max-vcpus", str(args.max_vcpus))).start()
         try:
@@ -132,6 +145,7 @@ def main() -> None:
         f"graph: {len(steps)} steps running `true`, {edges} dependencies, {args.layers} layers, "
         f"maxvCpus {args.max_vcpus}"
     )
+    print(f"baseline: {len(steps)} x subprocess.Popen(['true']).wait():    {raw:6.2f} s")
     print(f"plain jobs with dependsOn (boto3 SubmitJob per step): {plain:6.2f} s")
     print(f"workflow run (one StartWorkflowRun call):            {flow:6.2f} s")
     print(f"workflow / plain jobs:                               {flow / plain:6.2f}x")
