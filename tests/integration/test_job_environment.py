@@ -157,3 +157,12 @@ def test_the_task_metadata_endpoint_names_the_log_stream(batch: BatchClient, ser
     }
     assert metadata["container"]["KnownStatus"] == "RUNNING"
     assert metadata["task"]["TaskARN"] == detail["container"]["taskArn"]
+
+
+def test_the_task_metadata_endpoint_answers_unknown_attempts_with_aws_errors(server: ServerProcess) -> None:
+    import httpx
+
+    for path, status in (("/ecs/v4/no-such-job/1", 404), ("/ecs/v4/no-such-job/x/task", 400)):
+        response = httpx.get(server.url + path)
+        assert response.status_code == status
+        assert response.json()["__type"] == "ClientException"

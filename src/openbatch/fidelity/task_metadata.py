@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from openbatch.api.errors import error_response
 from openbatch.domain.job import Attempt, Job
 
 PREFIX = "/ecs/v4"
@@ -99,11 +100,11 @@ def routes(jobs: Callable[[], JobLookup], region: str, account: str) -> Sequence
         try:
             number = int(request.path_params["attempt"])
         except ValueError:
-            return JSONResponse({"message": "attempt must be a number"}, status_code=400)
+            return error_response(400, "ClientException", "The attempt in the metadata path must be a number")
         found = jobs().get_jobs([job_id])
         attempt = _attempt(found[0], number) if found else None
         if not found or attempt is None:
-            return JSONResponse({"message": f"no attempt {number} of job {job_id}"}, status_code=404)
+            return error_response(404, "ClientException", f"Job {job_id} has no attempt {number}")
         if request.url.path.endswith("/task"):
             return JSONResponse(task_metadata(found[0], attempt, region, account))
         return JSONResponse(container_metadata(found[0], attempt, region, account))
