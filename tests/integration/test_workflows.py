@@ -302,6 +302,19 @@ def test_a_schedule_fires_and_can_be_paused_and_deleted(server: ServerProcess, t
     run_id = wait_for(fired, 20)
     run = finished(server, run_id)
     assert run["status"] == "SUCCEEDED" and run["schedule"] == name and run["parameters"] == {"who": "cron"}
+    # A schedule can submit a job instead, with parameters.
+    job = tmp_path / "job.json"
+    definition = shell_definition(server.batch(), "echo Ref::who")
+    job.write_text(json.dumps({"jobName": "scheduled", "jobQueue": "default", "jobDefinition": definition}))
+    code, _, err = cli(
+        server, "schedule", "create", f"{name}-job", "--job", str(job), "--cron", "* * * * * */1", "--param", "who=cron"
+    )
+    assert code == 0, err
+    job_id = wait_for(lambda: schedules_of(server)[f"{name}-job"].get("lastJobId"), 20)
+    submitted = server.batch().describe_jobs(jobs=[job_id])["jobs"][0]
+    assert submitted["tags"]["openbatch:schedule"] == f"{name}-job"
+    assert submitted["parameters"]["who"] == "cron"
+    assert cli(server, "schedule", "delete", f"{name}-job")[0] == 0
     code, out, _ = cli(server, "schedule", "pause", name, "-o", "json")
     assert json.loads(out)["state"] == "PAUSED"
     code, _, _ = cli(server, "schedule", "delete", name)

@@ -355,27 +355,34 @@ def schedule_create(
     cron: str = typer.Option(..., help="5 fields (min hour dom mon dow), or 6 with seconds last."),
     workflow: str | None = typer.Option(None, help="A registered workflow (see --file) to run."),
     file: Path | None = typer.Option(None, "--file", help="Register this workflow file and schedule it."),
+    job: Path | None = typer.Option(None, "--job", help="Or submit this job (a SubmitJob request as JSON)."),
     timezone: str = typer.Option("UTC", help="IANA time zone of the cron expression."),
     missed: str = typer.Option("RUN_ONCE", "--missed-run-policy", help="RUN_ONCE or SKIP (runs missed while down)."),
     param: list[str] | None = ParamOption,
     output: str = OutputOption,
     endpoint_url: str = EndpointOption,
 ) -> None:
-    """Create a cron schedule that starts a workflow run."""
+    """Create a cron schedule that starts a workflow run (or submits a job)."""
     _check_output(output)
     api = Api(endpoint_url)
-    if file is not None:
-        workflow = api.call("POST", "/api/workflows/definitions", {"definition": _read(file)})["name"]
-    if workflow is None:
-        fail("give --workflow NAME or --file FILE")
-    body = {
+    body: dict[str, Any] = {
         "name": name,
         "cron": cron,
         "timezone": timezone,
-        "workflow": workflow,
         "parameters": _params(param),
         "missedRunPolicy": missed,
     }
+    if job is not None:
+        try:
+            body["job"] = json.loads(_read(job))
+        except ValueError as exc:
+            fail(f"{job} is not valid JSON: {exc}")
+    else:
+        if file is not None:
+            workflow = api.call("POST", "/api/workflows/definitions", {"definition": _read(file)})["name"]
+        if workflow is None:
+            fail("give --workflow NAME, --file FILE or --job FILE")
+        body["workflow"] = workflow
     _print_schedules([api.call("POST", "/api/workflows/schedules", body)], output)
 
 
