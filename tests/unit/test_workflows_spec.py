@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from openbatch.domain.errors import ValidationError
+from openbatch.workflows.builder import Workflow
 from openbatch.workflows.service import substitute
 from openbatch.workflows.spec import WorkflowValidationError, parse, parse_params
 
@@ -156,3 +157,17 @@ def test_output_and_parameter_references_are_substituted() -> None:
     assert substitute("Ref::nope Ref::steps.a.outputs.missing Ref::steps.b.outputs", {}, outputs) == (
         "Ref::nope Ref::steps.a.outputs.missing Ref::steps.b.outputs"
     )
+
+
+def test_the_python_builder_writes_the_same_format() -> None:
+    flow = Workflow("built", parameters={"day": "d"}, defaults={"memory": 64})
+    extract = flow.step("extract", command=["sh", "-c", "echo Ref::day"])
+    shard = flow.step("shard", command=["echo", extract.output("n")], depends_on=[extract], map_items=["a", "b"])
+    flow.step("alert", command=["true"], when="on_failure")
+    spec = flow.validate()
+    assert list(spec.steps) == ["extract", "shard", "alert"]
+    assert spec.steps["shard"].output_refs == ("extract",) and shard.name == "shard"
+    assert parse(flow.to_yaml()).document == parse(flow.to_json()).document == flow.document()
+    flow.step("broken", command=["true"], depends_on=["nowhere"])
+    with pytest.raises(WorkflowValidationError, match="unknown step 'nowhere'"):
+        flow.validate()
