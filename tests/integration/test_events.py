@@ -31,7 +31,16 @@ from typer.testing import CliRunner
 from openbatch.cli.background import free_port
 from openbatch.cli.main import app
 from openbatch.events.signing import verify
-from tests.support import REGION, ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
+from tests.support import (
+    CREDENTIALS,
+    REGION,
+    ServerProcess,
+    make_queue,
+    shell_definition,
+    unique,
+    wait_for,
+    wait_for_status,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -516,3 +525,26 @@ def test_dead_deliveries_are_visible(
     assert metrics["openbatch_event_deliveries_dead"].samples[0].value >= 2
     failures = {s.labels["protocol"]: s.value for s in metrics["openbatch_event_delivery_failures"].samples}
     assert failures["http"] >= 2 and failures["webhook"] >= 1
+
+
+def test_clients_find_the_server_through_their_endpoint_variables(
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_ENDPOINT_URL_SNS", "AWS_ENDPOINT_URL_EVENTBRIDGE"):
+        monkeypatch.setenv(name, server.url)
+    topic = unique("cli")
+    aws = str(Path(sys.executable).with_name("aws"))
+    created = subprocess.run(
+        [aws, "sns", "create-topic", "--name", topic, "--output", "json"],
+        env={**os.environ, **CREDENTIALS},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    arn = json.loads(created.stdout)["TopicArn"]
+    # boto3 reads the same variables (no endpoint_url given).
+    sns = boto3.client("sns", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+    events = boto3.client("events", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
+    assert arn in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+    assert events.list_rules(NamePrefix=topic)["Rules"] == []
