@@ -317,7 +317,9 @@ def _openbatch(server: ServerProcess, *args: str) -> subprocess.CompletedProcess
 
 
 @pytest.mark.slow
-def test_notify_add_ls_rm(server: ServerProcess, batch: BatchClient, receiver: Receiver) -> None:
+def test_notify_add_ls_rm(
+    server: ServerProcess, batch: BatchClient, receiver: Receiver, mailbox: tuple[Mailbox, int]
+) -> None:
     queue = make_queue(batch)
     # The installed command, as a user runs it.
     added = subprocess.run(
@@ -349,10 +351,20 @@ def test_notify_add_ls_rm(server: ServerProcess, batch: BatchClient, receiver: R
     missing = _openbatch(server, "rm", name)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no notification" in missing.stderr
 
-    email = _openbatch(server, "add", "--on", "FAILED", "--email", "team@example.com")
+    team = f"{unique('team')}@example.com"
+    email = _openbatch(server, "add", "--on", "FAILED", "--queue", queue, "--email", team)
     assert email.returncode == 0 and "Confirm the subscription" in email.stdout
-    listed = _openbatch(server, "ls")
-    assert "email team@example.com (pending confirmation)" in listed.stdout
+    assert f"email {team} (pending confirmation)" in _openbatch(server, "ls").stdout
+    [confirmation] = wait_for(lambda: mailbox[0].to(team))
+    link = re.search(r"http://\S+", text_of(confirmation))
+    assert link is not None
+    httpx.get(link.group(0)).raise_for_status()
+    assert f"email {team}" in _openbatch(server, "ls").stdout
+    failed = batch.submit_job(jobName="mailed", jobQueue=queue, jobDefinition=definition)["jobId"]
+    wait_for_status(batch, failed, ["FAILED"])
+    notice = wait_for(lambda: mailbox[0].to(team)[1:])[0]
+    # The rule's input transformer turns the event into a sentence.
+    assert text_of(notice).startswith(f"Job mailed ({failed}) is FAILED in queue arn:aws:batch:")
 
 
 def test_notify_errors_are_one_line(server: ServerProcess) -> None:
