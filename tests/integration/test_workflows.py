@@ -207,6 +207,8 @@ def test_cancel_reaches_every_job(server: ServerProcess, batch: BatchClient) -> 
     }
     run = start(server, workflow(unique("cancel"), steps))
     wait_for(lambda: step_status(server, run["runId"], "slow") == "RUNNING")
+    waiting = get(server, f"/api/workflows/runs/{run['runId']}")["steps"]["uses"]
+    assert waiting == {"status": "WAITING", "jobId": None, "reason": "Waiting for 1 upstream step: slow (RUNNING)"}
     code, out, err = cli(server, "cancel", run["runId"], "-o", "json")
     assert code == 0, err
     run = finished(server, run["runId"])

@@ -182,8 +182,20 @@ class RunState:
         if self.schedule is not None:
             result["schedule"] = self.schedule
         if with_steps:
-            result["steps"] = {name: step.view() for name, step in self.steps.items()}
+            result["steps"] = {name: self._step_view(step) for name, step in self.steps.items()}
         return result
+
+    def _step_view(self, step: StepState) -> dict[str, Any]:
+        view = step.view()
+        if step.status == WAITING and self.status == RUNNING:
+            # Like a PENDING job's reason: what this not-yet-submitted step waits for.
+            upstream = [self.steps[d] for d in self.spec.steps[step.name].depends_on]
+            open_ = [u for u in upstream if u.status not in STEP_DONE]
+            if open_:
+                shown = ", ".join(f"{u.name} ({u.status})" for u in open_[:5])
+                more = f" and {len(open_) - 5} more" if len(open_) > 5 else ""
+                view["reason"] = f"Waiting for {len(open_)} upstream step{'s' if len(open_) > 1 else ''}: {shown}{more}"
+        return view
 
 
 def view_of_row(row: RunRow) -> dict[str, Any]:
