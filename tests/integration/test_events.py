@@ -458,6 +458,19 @@ def test_metrics_count_what_ran_and_logs_are_structured(server: ServerProcess, b
     ce_name = ce["computeEnvironment"].rsplit("/", 1)[-1]
     assert value("openbatch_compute_environment_vcpus_capacity", ce=ce_name) == 7
     assert value("openbatch_compute_environment_vcpus_in_use", ce=ce_name) == 0
+    sleeper = shell_definition(
+        batch,
+        "sleep 60",
+        container={"resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "96"}]},
+    )
+    running = batch.submit_job(jobName="sleeper", jobQueue=queue, jobDefinition=sleeper)["jobId"]
+    wait_for_status(batch, running, ["RUNNING"])
+    families = {f.name: f for f in text_string_to_metric_families(httpx.get(f"{server.url}/metrics").text)}
+    assert value("openbatch_compute_environment_vcpus_in_use", ce=ce_name) == 2
+    assert value("openbatch_compute_environment_memory_mib_in_use", ce=ce_name) == 96
+    assert value("openbatch_jobs", queue=queue, state="RUNNING") == 1
+    batch.terminate_job(jobId=running, reason="done measuring")
+    wait_for_status(batch, running, ["FAILED"])
     assert "openbatch_event_delivery_backlog" in families
 
     lines = [json.loads(line) for line in Path(server.log_path).read_text().splitlines() if line.startswith("{")]
