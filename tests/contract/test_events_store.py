@@ -11,7 +11,7 @@ import pytest
 from openbatch.clock import FakeClock
 from openbatch.config import normalize_database_url
 from openbatch.events.service import EventsError, EventsService
-from openbatch.events.store import DEAD, DELIVERED, PENDING, EventsStore
+from openbatch.events.store import DEAD, DELIVERED, PENDING, EventsStore, NewDelivery
 from openbatch.store.sql import SqlStore
 
 
@@ -70,3 +70,26 @@ def test_routing_fans_out_to_confirmed_subscriptions_only(service: EventsService
     service.delete_topic(topic)
     assert service.list_topics(None) == ([], None)
     assert service.store.list_subscriptions() == []
+
+
+def test_a_waiting_destination_does_not_hold_back_others(service: EventsService) -> None:
+    store = service.store
+
+    def new(destination: str, key: str, n: int) -> NewDelivery:
+        return NewDelivery(destination=destination, kind="webhook", message_id=str(n), payload={}, ordering_key=key)
+
+    store.add_deliveries([new("down", "job-1", n) for n in range(30)], now=1000)
+    store.add_deliveries([new("down", "job-2", 0), new("up", "job-3", 0)], now=1001)
+    ready, more = store.due_deliveries(now=2000, limit=10)
+    assert more and {d.ordering_key for d in ready} == {"job-1"}
+    head = ready[0]
+    store.mark_failed(head.id, error="HTTP 503", next_attempt_at=60_000, now=2000)
+    # Everything behind the failed head waits as long; other keys and destinations go ahead.
+    ready, more = store.due_deliveries(now=2001, limit=10)
+    assert not more and sorted((d.destination, d.ordering_key) for d in ready) == [("down", "job-2"), ("up", "job-3")]
+    assert store.next_attempt_at() == 1001
+    store.mark_delivered([d.id for d in ready], now=2002)
+    assert store.due_deliveries(now=2003, limit=10) == ([], False)
+    assert store.next_attempt_at() == 60_000
+    ready, _ = store.due_deliveries(now=60_000, limit=100)
+    assert [d.id for d in ready] == [head.id + n for n in range(30)]

@@ -35,6 +35,7 @@ _HTTP_TIMEOUT = 15.0
 _MAX_PARALLEL = 16
 _OUTBOX_BATCH = 500
 _IDLE_SECONDS = 5.0
+_BLOCKED_POLL_SECONDS = 1.0
 _DELIVERED_RETENTION_MS = 7 * 24 * 3600 * 1000
 _WEBHOOK_MAX_RETRIES = 185
 _WEBHOOK_MAX_AGE_SECONDS = 86_400
@@ -156,11 +157,10 @@ class DeliveryWorker:
         if now - self._last_prune > 3600_000:
             self.store.prune_delivered(now - _DELIVERED_RETENTION_MS)
             self._last_prune = now
-        pending = self.store.due_deliveries(now)
-        by_destination: dict[tuple[str, str], list[Delivery]] = {}
-        for delivery in pending:
-            by_destination.setdefault((delivery.destination, delivery.ordering_key), []).append(delivery)
-        due = {d: rows for d, rows in by_destination.items() if rows[0].next_attempt_at <= now}
+        ready, more = self.store.due_deliveries(now)
+        due: dict[tuple[str, str], list[Delivery]] = {}
+        for delivery in ready:
+            due.setdefault((delivery.destination, delivery.ordering_key), []).append(delivery)
         if due:
             limit = asyncio.Semaphore(_MAX_PARALLEL)
             delivered: list[int] = []
@@ -174,16 +174,16 @@ class DeliveryWorker:
             finally:
                 # One write for the whole pass; a crash before it only means a second delivery.
                 self.store.mark_delivered(delivered, self.clock.now_ms())
-            return 0.0 if len(pending) >= 500 else self._next_due()
-        waiting = [rows[0].next_attempt_at for rows in by_destination.values()]
-        return max(min(waiting) - now, 0) / 1000 if waiting else _IDLE_SECONDS
-
-    def _next_due(self) -> float:
-        now = self.clock.now_ms()
-        heads: dict[tuple[str, str], int] = {}
-        for delivery in self.store.due_deliveries(now):
-            heads.setdefault((delivery.destination, delivery.ordering_key), delivery.next_attempt_at)
-        return max(min(heads.values()) - now, 0) / 1000 if heads else _IDLE_SECONDS
+            return 0.0
+        upcoming = self.store.next_attempt_at()
+        if upcoming is None:
+            return _IDLE_SECONDS
+        delay = (upcoming - self.clock.now_ms()) / 1000
+        if more or delay <= 0:
+            # Nothing was ready, yet something is due: it waits behind a delivery still to be retried.
+            # Poll now and then rather than spin until that retry.
+            return _BLOCKED_POLL_SECONDS
+        return min(delay, _IDLE_SECONDS)
 
     def drain_outbox(self) -> None:
         if self.outbox is None:

@@ -334,13 +334,42 @@ class EventsStore:
         with self._begin() as conn:
             _insert_deliveries(conn, deliveries, now)
 
-    def due_deliveries(self, now: int, limit: int = 500) -> list[Delivery]:
-        """The oldest pending deliveries, in id order; callers keep that order per destination and key."""
-        query = (
-            select(sns_deliveries).where(sns_deliveries.c.state == PENDING).order_by(sns_deliveries.c.id).limit(limit)
-        )
+    def due_deliveries(self, now: int, limit: int = 500) -> tuple[list[Delivery], bool]:
+        """Pending deliveries due by ``now`` whose (destination, key) has nothing older waiting, in id order.
+
+        The second value says whether ``limit`` cut the candidates short. A failed
+        delivery pushes back its whole (destination, key) group (``mark_failed``), so a
+        receiver that is down does not fill the candidates and starve the others.
+        """
+        due = sns_deliveries.c.state == PENDING
+        query = select(sns_deliveries).where(due & (sns_deliveries.c.next_attempt_at <= now))
         with self._begin() as conn:
-            return [_delivery(row) for row in conn.execute(query)]
+            rows = [_delivery(row) for row in conn.execute(query.order_by(sns_deliveries.c.id).limit(limit))]
+            if not rows:
+                return [], False
+            destinations = {row.destination for row in rows}
+            heads_query = (
+                select(sns_deliveries.c.destination, sns_deliveries.c.ordering_key, func.min(sns_deliveries.c.id))
+                .where(due & sns_deliveries.c.destination.in_(destinations))
+                .group_by(sns_deliveries.c.destination, sns_deliveries.c.ordering_key)
+            )
+            heads = {(d, k): int(first) for d, k, first in conn.execute(heads_query)}
+        firsts: dict[tuple[str, str], int] = {}
+        for row in rows:
+            firsts.setdefault((row.destination, row.ordering_key), row.id)
+        ready = [
+            row
+            for row in rows
+            if heads.get((row.destination, row.ordering_key)) == firsts[(row.destination, row.ordering_key)]
+        ]
+        return ready, len(rows) >= limit
+
+    def next_attempt_at(self) -> int | None:
+        with self._begin() as conn:
+            value = conn.execute(
+                select(func.min(sns_deliveries.c.next_attempt_at)).where(sns_deliveries.c.state == PENDING)
+            ).scalar()
+        return None if value is None else int(value)
 
     def mark_delivered(self, ids: Sequence[int], now: int) -> None:
         if not ids:
@@ -365,6 +394,25 @@ class EventsStore:
             values["next_attempt_at"] = next_attempt_at
         with self._begin() as conn:
             conn.execute(update(sns_deliveries).where(sns_deliveries.c.id == delivery_id).values(**values))
+            if next_attempt_at is not None:
+                # What waits behind it waits as long: it is not due before the retry.
+                row = conn.execute(
+                    select(sns_deliveries.c.destination, sns_deliveries.c.ordering_key).where(
+                        sns_deliveries.c.id == delivery_id
+                    )
+                ).first()
+                if row is not None:
+                    conn.execute(
+                        update(sns_deliveries)
+                        .where(
+                            (sns_deliveries.c.state == PENDING)
+                            & (sns_deliveries.c.destination == row.destination)
+                            & (sns_deliveries.c.ordering_key == row.ordering_key)
+                            & (sns_deliveries.c.id > delivery_id)
+                            & (sns_deliveries.c.next_attempt_at < next_attempt_at)
+                        )
+                        .values(next_attempt_at=next_attempt_at)
+                    )
 
     def list_deliveries(
         self, *, state: str | None = None, destination: str | None = None, after_id: int = 0, limit: int = 100
