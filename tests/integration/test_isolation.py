@@ -30,6 +30,7 @@ def test_job_cannot_read_server_environment_or_store(tmp_path: Path) -> None:
             "store": f"cat {data}/openbatch.db | head -c 100",
             "list-data": f"ls {data}",
             "work-dir": "pwd",
+            "home": 'echo "$HOME"',
         }
         script = "; ".join(f'echo "== {name}"; {command} 2>&1 | tr "\\0" " "' for name, command in probes.items())
         definition = shell_definition(batch, script)
@@ -46,6 +47,7 @@ def test_job_cannot_read_server_environment_or_store(tmp_path: Path) -> None:
         assert "Permission denied" in sections["store"]
         assert "Permission denied" in sections["list-data"]
         assert not sections["work-dir"].strip().startswith(str(data))
+        assert sections["home"].strip() == sections["work-dir"].strip()
     finally:
         server.stop()
 

@@ -6,6 +6,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO
 
+from openbatch.containers.runtimes import ContainerStartError, PreparedContainer
+from openbatch.containers.runtimes import prepare as prepare_container
 from openbatch.executors.base import ExitCallback, ExitInfo, Handle, KnownAttempt, LaunchSpec
 from openbatch.logs.store import MAX_EVENT_BYTES, LogStore, LogWriter
 
@@ -125,14 +128,31 @@ def job_base_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in names if name in os.environ}
 
 
-def _make_dir(path: Path) -> None:
+def make_job_dir(path: Path) -> None:
+    """A job's working directory ``<work>/<shard>/<jobId>``.
+
+    The shard is created traversable but not listable (0711): a job finds another job's
+    directory only by knowing its id.
+    """
     # os.mkdir first: one syscall in the common case, where pathlib's mkdir does several.
     try:
         os.mkdir(path)
     except FileExistsError:
         pass
     except FileNotFoundError:
-        path.mkdir(parents=True, exist_ok=True)
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(path.parent, 0o711)
+        except FileExistsError:
+            pass
+        os.mkdir(path)
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 class _NotStarted:
@@ -147,6 +167,7 @@ class _NotStarted:
 
 class _Attempt:
     __slots__ = (
+        "container",
         "deadline",
         "finished",
         "group_gone",
@@ -194,6 +215,7 @@ class _Attempt:
         self.finished = False
         self.log_failed = False
         self.limit_bytes = spec.memory_mib * 1024 * 1024 if spec.memory_mib is not None else None
+        self.container: PreparedContainer | None = None
         self.kill_timer: asyncio.TimerHandle | None = None
         self.drain_timer: asyncio.TimerHandle | None = None
         self.reap_timer: asyncio.TimerHandle | None = None
@@ -278,6 +300,7 @@ class LocalExecutor:
         self._closing = False
         self._base_env = job_base_environment()
         self._run_as = run_as
+        self._run_as_name = _user_name(run_as[0]) if run_as is not None else None
         """(uid, gid) jobs run as, when it is not this process's own user."""
 
     reattaches = False
@@ -309,7 +332,11 @@ class LocalExecutor:
             raise RuntimeError("LocalExecutor is bound to another event loop")
         if not spec.command:
             return self._not_started(loop, on_exit, "empty command")
-        env = self._base_env | spec.environment
+        env = self._base_env.copy()
+        if self._run_as_name is not None:
+            # The server's HOME is not the job user's (nor readable by it): home is the working dir.
+            env.update(HOME=str(spec.working_dir), USER=self._run_as_name, LOGNAME=self._run_as_name)
+        env.update(spec.environment)
         # The attempt's marker: how an orphan re-parented to this subreaper is traced back to it.
         env.setdefault("AWS_BATCH_JOB_ID", spec.job_id)
         env.setdefault("AWS_BATCH_JOB_ATTEMPT", str(spec.attempt))
@@ -318,12 +345,20 @@ class LocalExecutor:
             env["CUDA_VISIBLE_DEVICES"] = visible
             env["NVIDIA_VISIBLE_DEVICES"] = visible
         uid, gid = self._run_as if self._run_as is not None else (None, None)
+        container: PreparedContainer | None = None
         try:
-            _make_dir(spec.working_dir)
+            make_job_dir(spec.working_dir)
             if uid is not None:
                 os.chown(spec.working_dir, uid, gid if gid is not None else -1)
+            command = spec.command
+            if spec.container is not None:
+                # The container's environment is the job's own, not the server's (its PATH is the image's).
+                own = {k: v for k, v in env.items() if k in spec.environment or k not in self._base_env}
+                container = prepare_container(spec, own, self._run_as)
+                command, env = tuple(container.argv), container.env
+                uid, gid = container.run_as if container.run_as is not None else (None, None)
             proc = subprocess.Popen(
-                spec.command,
+                command,
                 cwd=spec.working_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -335,7 +370,11 @@ class LocalExecutor:
                 group=gid,
                 extra_groups=[] if uid is not None else None,
             )
+        except ContainerStartError as exc:
+            return self._not_started(loop, on_exit, exc.reason, prefix="")
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            if container is not None:
+                container.cleanup(0)
             return self._not_started(loop, on_exit, str(exc))
         try:
             pidfd = os.pidfd_open(proc.pid)
@@ -343,6 +382,10 @@ class LocalExecutor:
             self._abandon(proc, None)
             return self._not_started(loop, on_exit, str(exc))
         attempt = _Attempt(spec, on_exit, proc, pidfd)
+        if container is not None:
+            attempt.container = container
+            if container.limits_memory:
+                attempt.limit_bytes = None
         for index, pipe in enumerate(attempt.pipes):
             assert pipe is not None
             fd = pipe.fileno()
@@ -404,8 +447,10 @@ class LocalExecutor:
         return self._loop
 
     @staticmethod
-    def _not_started(loop: asyncio.AbstractEventLoop, on_exit: ExitCallback, error: str) -> Handle:
-        info = ExitInfo(exit_code=None, started=False, reason=f"CannotStartContainerError: {error}")
+    def _not_started(
+        loop: asyncio.AbstractEventLoop, on_exit: ExitCallback, error: str, prefix: str = "CannotStartContainerError: "
+    ) -> Handle:
+        info = ExitInfo(exit_code=None, started=False, reason=f"{prefix}{error}")
         loop.call_soon(on_exit, info)
         return _NotStarted()
 
@@ -613,6 +658,11 @@ class LocalExecutor:
             self._idle.set_result(None)
 
         code = attempt.returncode
+        if attempt.container is not None:
+            if attempt.reason is None and attempt.container.out_of_memory(code):
+                attempt.reason = OOM_REASON
+                attempt.oom = True
+            self._require_loop().run_in_executor(None, attempt.container.cleanup, code)
         if code < 0:
             code = 128 - code
         if attempt.oom:

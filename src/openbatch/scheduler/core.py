@@ -28,6 +28,7 @@ __all__ = ["StatusChange"]
 from openbatch.domain.resources import FairsharePolicy
 from openbatch.domain.states import TERMINAL, JobStatus
 from openbatch.executors.base import Executor, Handle
+from openbatch.executors.local import make_job_dir
 from openbatch.scheduler.capacity import Capacity
 from openbatch.scheduler.fairshare import FairshareQueue
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
@@ -290,7 +291,7 @@ class EngineCore:
 
 def _make_dirs(path: Path) -> None:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_job_dir(path)
     except OSError:
         logger.warning("could not create working directory %s", path)
 
