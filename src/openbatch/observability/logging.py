@@ -23,7 +23,10 @@ FORMATS = ("text", "json")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    attributes = vars(record)
+    if attributes.keys() <= _STANDARD:
+        return {}
+    return {k: v for k, v in attributes.items() if k not in _STANDARD}
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,8 +56,10 @@ class KeyValueFormatter(logging.Formatter):
 
 
 def _kv(value: Any) -> str:
-    text = str(value)
-    return json.dumps(text) if (not text or any(c in text for c in ' "=')) else text
+    text = value if isinstance(value, str) else str(value)
+    if not text or " " in text or '"' in text or "=" in text:
+        return json.dumps(text)
+    return text
 
 
 def configure(level: str, log_format: str) -> None:
