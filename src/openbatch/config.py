@@ -40,6 +40,8 @@ class Settings:
     """Largest request body accepted; larger ones get HTTP 413 (see ``api/limits.py``)."""
     max_concurrent_requests: int = 256
     """Requests handled at once; more get HTTP 429 ``TooManyRequestsException``."""
+    container_runtime: str = "none"
+    """``none`` (host processes), ``bwrap``, ``podman`` or ``auto``: what runs jobs' images (``containers/``)."""
     image_map: Path | None = None
     """JSON file mapping job ``image`` names to local directories put first on PATH (``fidelity/container_env``)."""
     public_url: str | None = None

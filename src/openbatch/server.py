@@ -19,6 +19,7 @@ from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
+from openbatch.containers import wiring as containers
 from openbatch.events.install import install as install_events
 from openbatch.fidelity import task_metadata
 from openbatch.fidelity.wiring import container_environment_hook
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     runtime = Runtime(settings)
     runtime.engine_hooks.append(container_environment_hook(settings, runtime.ctx, runtime.registry))
+    runtime.engine_hooks.append(containers.configure(settings, settings.container_runtime))
     register_job_operations(s.JOB_OPERATIONS)
 
     @asynccontextmanager

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from openbatch.cli import demo, keys_cmd, logs_cmd, notify_cmd, workflow_cmd
+from openbatch.cli import demo, image_cmd, keys_cmd, logs_cmd, notify_cmd, workflow_cmd
 from openbatch.config import Settings
 
 
@@ -32,6 +32,7 @@ app.command("demo")(demo.demo)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(workflow_cmd.app, name="workflow")
 app.add_typer(notify_cmd.app, name="notify")
+app.add_typer(image_cmd.app, name="image")
 
 DEFAULT_DATA_DIR = Path(os.environ.get("OPENBATCH_DATA_DIR", Path.home() / ".openbatch"))
 
@@ -72,6 +73,11 @@ def server(
     ),
     max_concurrent_requests: int = typer.Option(
         256, min=1, help="Requests handled at once; more get HTTP 429 TooManyRequestsException (clients retry)."
+    ),
+    container_runtime: str = typer.Option(
+        "none",
+        envvar="OPENBATCH_CONTAINER_RUNTIME",
+        help="Run jobs' images with none (host processes), bwrap, podman or auto (the first that works here).",
     ),
     image_map: Path | None = typer.Option(
         None,
@@ -120,6 +126,7 @@ def server(
         max_request_bytes=max_request_bytes,
         max_concurrent_requests=max_concurrent_requests,
         image_map=image_map,
+        container_runtime=container_runtime,
         auth_file=auth_file,
         public_url=public_url,
         smtp_url=smtp_url,

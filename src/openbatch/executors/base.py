@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from openbatch.containers.spec import ContainerLaunch
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LaunchSpec:
@@ -30,6 +32,8 @@ class LaunchSpec:
     memory_mib: int | None = None
     """Hard memory limit for the whole process tree; ``None`` means unlimited."""
     gpu_ids: tuple[int, ...] = field(default_factory=tuple)
+    container: ContainerLaunch | None = None
+    """Run inside this container (``openbatch.containers``); ``None``: a process of the host."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

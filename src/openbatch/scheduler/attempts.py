@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 
+from openbatch.containers.spec import ContainerLaunch
 from openbatch.domain import transitions as t
 from openbatch.domain.job import Attempt, Job
 from openbatch.domain.states import TERMINAL
@@ -19,6 +20,9 @@ TASK_FAILED_TO_START = "Task failed to start"
 
 
 class AttemptsMixin(EngineCore):
+    container_of: Callable[[Job], ContainerLaunch | None] | None = None
+    """The container an attempt of the job runs in (``openbatch.containers``), when a runtime is configured."""
+
     def _launch(self, job: Job, ce_name: str, now: int) -> None:
         """Place ``job`` on ``ce_name``: the attempt exists (STARTING) from here, and its process is started
         only after this state is committed, so a crash in between can never leave a running process behind
@@ -92,6 +96,7 @@ class AttemptsMixin(EngineCore):
             log_stream=current.log_stream or current.task_id or job.id,
             memory_mib=spec.resources.memory_mib,
             gpu_ids=gpu_ids,
+            container=self.container_of(job) if self.container_of is not None else None,
         )
 
     def _time_out(self, job_id: str) -> None:

@@ -9,6 +9,7 @@ are not available. DescribeJobDefinitions then shows the documented defaults,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from openbatch.domain.errors import ValidationError
@@ -70,9 +71,17 @@ def check_fargate_container(container: dict[str, Any]) -> None:
     container.setdefault("fargatePlatformConfiguration", {"platformVersion": "LATEST"})
 
 
+CONTAINER_CHECKS: list[Callable[[dict[str, Any]], None]] = []
+"""Checks of the container runtime jobs run with (``containers/wiring.py``, added at server start): container
+properties it cannot honour are refused at registration."""
+
+
 def apply(body: dict[str, Any]) -> None:
     """Check ``body`` (RegisterJobDefinition's, defaults applied) and add AWS's platform defaults."""
     container = body.get("containerProperties")
+    if container is not None:
+        for check in CONTAINER_CHECKS:
+            check(container)
     if container is not None and "FARGATE" in (body.get("platformCapabilities") or ()):
         check_fargate_container(container)
 

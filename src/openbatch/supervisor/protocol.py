@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openbatch.containers.spec import ContainerLaunch
 from openbatch.executors.base import ExitInfo, LaunchSpec, attempt_key
 
 __all__ = ["attempt_key"]
@@ -42,6 +43,7 @@ def spec_to_json(spec: LaunchSpec) -> dict[str, Any]:
         "logStream": spec.log_stream,
         "memoryMib": spec.memory_mib,
         "gpuIds": list(spec.gpu_ids),
+        "container": spec.container.to_json() if spec.container is not None else None,
     }
 
 
@@ -55,6 +57,7 @@ def spec_from_json(data: dict[str, Any]) -> LaunchSpec:
         log_stream=str(data["logStream"]),
         memory_mib=None if data.get("memoryMib") is None else int(data["memoryMib"]),
         gpu_ids=tuple(int(gpu) for gpu in data.get("gpuIds", ())),
+        container=ContainerLaunch.from_json(data["container"]) if data.get("container") else None,
     )
 
 

@@ -1,0 +1,1 @@
+"""Containers for jobs: a job's ``image`` run with bubblewrap or podman (see ``runtimes.py``)."""

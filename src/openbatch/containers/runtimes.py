@@ -1,0 +1,475 @@
+"""Turn an attempt into the command that runs it inside a container (the supervisor's side).
+
+:func:`prepare` is the one hook of the local executor: it returns the argv and environment to run instead of
+the job's command, who runs them, whether the runtime limits memory itself, and what to clean up afterwards.
+
+``bwrap`` (bubblewrap): the image's root filesystem under an overlay (kernel overlayfs when the supervisor is
+root, else ``fuse-overlayfs``), so writes go to a per-attempt upper layer and the image never changes;
+``readonlyRootFilesystem`` binds it read-only. The job gets its own PID, IPC, UTS and user namespaces and the
+host's network (``--share-net``); bubblewrap dies with the executor's process (``--die-with-parent``). Memory is
+limited by a cgroup (v1 ``memory`` or v2) made before ``exec bwrap`` when the supervisor is root; otherwise the
+executor's RSS sampling applies.
+
+``podman``: ``podman run --rm --init --rootfs ROOTFS:O`` (an overlay over the same image directory), with the
+project's own ``containers.conf`` (runc; ulimits within the host's hard limits, which even root here cannot
+raise) given in ``CONTAINERS_CONF`` and its own storage, never the host's configuration. A killed client leaves
+its container running, so the cleanup removes it with ``podman rm -f -t 0``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from openbatch.containers.spec import ContainerLaunch
+from openbatch.executors.base import LaunchSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+_MNT_DETACH = 2
+_MIB = 1024 * 1024
+_SHIM = Path(__file__).with_name("podman_shim.py")
+_CGROUP_RMDIR_SECONDS = 2.0
+
+
+class ContainerStartError(Exception):
+    """The attempt cannot start; ``reason`` is the container's reason (``CannotPullContainerError: …``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class PreparedContainer:
+    argv: list[str]
+    env: dict[str, str]
+    run_as: tuple[int, int] | None
+    """Who runs ``argv`` (``None``: the supervisor's own user)."""
+    limits_memory: bool
+    """The runtime enforces the memory limit itself: the executor's RSS sampling stays out of it."""
+    runtime: str = "bwrap"
+    name: str = ""
+    attempt_dir: Path | None = None
+    overlay: Path | None = None
+    fuse: bool = False
+    cgroup: Path | None = None
+    podman_base: list[str] = field(default_factory=list)
+    podman_env: dict[str, str] = field(default_factory=dict)
+    memory_limited: bool = False
+
+    def out_of_memory(self, returncode: int) -> bool:
+        """Whether the attempt ended because it went over its memory limit (read before :meth:`cleanup`)."""
+        if self.cgroup is not None:
+            for name in ("memory.oom_control", "memory.events"):
+                with contextlib.suppress(OSError):
+                    for line in (self.cgroup / name).read_text().splitlines():
+                        key, _, value = line.partition(" ")
+                        if key == "oom_kill" and value.strip() not in ("", "0"):
+                            return True
+            return False
+        # podman exits 137 when the container's init was SIGKILLed; a client the executor killed ends by a signal.
+        return self.runtime == "podman" and self.memory_limited and returncode == 137
+
+    def cleanup(self, returncode: int) -> None:
+        """Blocking: run off the event loop once every process of the attempt is gone."""
+        if self.runtime == "podman" and returncode < 0:
+            subprocess.run(
+                [*self.podman_base, "rm", "-f", "-t", "0", "--ignore", self.name],
+                env=self.podman_env,
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+        if self.cgroup is not None:
+            deadline = time.monotonic() + _CGROUP_RMDIR_SECONDS
+            while True:
+                try:
+                    self.cgroup.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(0.02)
+        if self.overlay is not None:
+            _unmount(self.overlay, self.fuse)
+        if self.attempt_dir is not None:
+            shutil.rmtree(self.attempt_dir, ignore_errors=True)
+
+
+def prepare(spec: LaunchSpec, env: Mapping[str, str], run_as: tuple[int, int] | None) -> PreparedContainer:
+    """How to run ``spec`` in its container; raises :class:`ContainerStartError` when it cannot start."""
+    container = spec.container
+    assert container is not None
+    if container.rootfs is None or not Path(container.rootfs).is_dir():
+        raise ContainerStartError(
+            f"CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to resolve ref "
+            f"{container.image}: not found in the local image store (openbatch image import/load brings it in)"
+        )
+    environment = {"PATH": DEFAULT_PATH, "HOSTNAME": "localhost", **env}
+    if container.runtime == "bwrap":
+        return _bwrap(spec, container, environment, run_as)
+    if container.runtime == "podman":
+        return _podman(spec, container, environment)
+    raise ContainerStartError(f"CannotStartContainerError: unknown container runtime {container.runtime!r}")
+
+
+def attempt_name(spec: LaunchSpec) -> str:
+    """A container name for the attempt (podman's rules: [a-zA-Z0-9][a-zA-Z0-9_.-]*)."""
+    return "job-" + re.sub(r"[^A-Za-z0-9_.-]", "-", f"{spec.job_id}-{spec.attempt}")
+
+
+# --- bubblewrap -----------------------------------------------------------------------------------
+
+
+def _bwrap(
+    spec: LaunchSpec, c: ContainerLaunch, env: dict[str, str], run_as: tuple[int, int] | None
+) -> PreparedContainer:
+    assert c.rootfs is not None
+    rootfs = Path(c.rootfs)
+    identity = _user_of(rootfs, c.user)
+    if identity is not None and "HOME" not in spec.environment:
+        env["HOME"] = identity[2]
+    elif "HOME" not in spec.environment:
+        env["HOME"] = "/root"
+    prepared = PreparedContainer(argv=[], env=env, run_as=run_as, limits_memory=False, name=attempt_name(spec))
+    attempt_dir = Path(c.state_dir) / prepared.name
+    prepared.attempt_dir = attempt_dir
+    try:
+        merged = _overlay(rootfs, attempt_dir, prepared)
+        working_dir = str(spec.working_dir)
+        for path, is_file in [
+            (working_dir, False),
+            *((m.target, Path(m.source).is_file()) for m in c.mounts),
+            *((t.target, False) for t in c.tmpfs),
+            ("/etc/hosts", True),
+            ("/etc/resolv.conf", True),
+        ]:
+            _make_inside(merged, path, is_file)
+        argv = [
+            shutil.which("bwrap") or "bwrap",
+            "--ro-bind" if c.readonly_root else "--bind",
+            str(merged),
+            "/",
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--unshare-all",
+            "--share-net",
+            "--die-with-parent",
+        ]
+        for host_file in ("/etc/hosts", "/etc/resolv.conf"):
+            if os.path.exists(host_file):
+                argv += ["--ro-bind-try", host_file, host_file]
+        argv += ["--bind", working_dir, working_dir]
+        for mount in c.mounts:
+            argv += ["--ro-bind" if mount.read_only else "--bind", mount.source, mount.target]
+        for tmpfs in c.tmpfs:
+            argv += ["--size", str(tmpfs.size_mib * _MIB), "--tmpfs", tmpfs.target]
+        if c.shared_memory_mib is not None:
+            argv += ["--size", str(c.shared_memory_mib * _MIB), "--tmpfs", "/dev/shm"]
+        uid, gid = (identity[0], identity[1]) if identity is not None else (0, 0)
+        if run_as is None and os.geteuid() == 0 and identity is not None and uid != 0:
+            # A root supervisor runs a job that names its user as that user of the host, too.
+            prepared.run_as = (uid, gid)
+        if prepared.run_as is not None or os.geteuid() != 0:
+            argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+        argv += ["--chdir", working_dir, "--", *spec.command]
+        if spec.memory_mib is not None:
+            prepared.cgroup = _memory_cgroup(prepared.name, spec.memory_mib, prepared.run_as)
+        if prepared.cgroup is not None:
+            procs = prepared.cgroup / "cgroup.procs"
+            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *argv]
+            prepared.limits_memory = True
+        prepared.argv = argv
+        return prepared
+    except ContainerStartError:
+        prepared.cleanup(0)
+        raise
+    except OSError as exc:
+        prepared.cleanup(0)
+        raise ContainerStartError(f"CannotStartContainerError: {exc}") from exc
+
+
+def _overlay(rootfs: Path, attempt_dir: Path, prepared: PreparedContainer) -> Path:
+    """A writable view of the image for this attempt alone; the image stays as it is."""
+    upper, work, merged = attempt_dir / "upper", attempt_dir / "work", attempt_dir / "merged"
+    for path in (upper, work, merged):
+        path.mkdir(parents=True, exist_ok=True)
+    attempt_dir.chmod(0o755)
+    upper.chmod(0o755)
+    options = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, options.encode()) != 0:
+            errno = ctypes.get_errno()
+            raise ContainerStartError(f"CannotStartContainerError: mounting the image failed: {os.strerror(errno)}")
+    else:
+        fuse = shutil.which("fuse-overlayfs")
+        if fuse is None:
+            raise ContainerStartError(
+                "CannotStartContainerError: a server that is not root needs fuse-overlayfs to run images with bwrap"
+            )
+        result = subprocess.run([fuse, "-o", options, str(merged)], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise ContainerStartError(f"CannotStartContainerError: fuse-overlayfs: {result.stderr.strip()}")
+        prepared.fuse = True
+    prepared.overlay = merged
+    return merged
+
+
+def _unmount(merged: Path, fuse: bool) -> None:
+    if fuse:
+        for tool in ("fusermount3", "fusermount"):
+            if shutil.which(tool):
+                subprocess.run([tool, "-u", "-z", str(merged)], capture_output=True, check=False)
+                return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(str(merged).encode(), _MNT_DETACH)
+
+
+def _make_inside(root: Path, path: str, is_file: bool) -> None:
+    """Create a mount point ``path`` in the container's root, never through one of its symlinks."""
+    parts = [part for part in Path(path).parts if part != "/"]
+    current = root
+    for index, part in enumerate(parts):
+        if part in ("..", "."):
+            return
+        current = current / part
+        last = index == len(parts) - 1
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            if last and is_file:
+                current.touch()
+            else:
+                current.mkdir(mode=0o755)
+            continue
+        if (mode & 0o170000) == 0o120000:
+            return  # a symlink of the image: bubblewrap resolves it inside the container
+
+
+def _user_of(rootfs: Path, user: str | None) -> tuple[int, int, str] | None:
+    """(uid, gid, home) of ``user`` as the image's /etc/passwd gives it; numeric ``uid[:gid]`` as is."""
+    if not user:
+        return None
+    name, _, group = user.partition(":")
+    entries: dict[str, tuple[int, int, str]] = {}
+    with contextlib.suppress(OSError):
+        for line in (rootfs / "etc" / "passwd").read_text(errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 6 and fields[2].isdigit() and fields[3].isdigit():
+                entries[fields[0]] = (int(fields[2]), int(fields[3]), fields[5] or "/")
+    if name.isdigit():
+        uid = int(name)
+        found = next((e for e in entries.values() if e[0] == uid), None)
+        gid, home = (found[1], found[2]) if found else (uid, "/")
+    elif name in entries:
+        uid, gid, home = entries[name]
+    else:
+        raise ContainerStartError(
+            f"CannotStartContainerError: unable to find user {name}: no matching entries in passwd file"
+        )
+    if group:
+        if not group.isdigit():
+            gid = _group_id(rootfs, group)
+        else:
+            gid = int(group)
+    return uid, gid, home
+
+
+def _group_id(rootfs: Path, group: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in (rootfs / "etc" / "group").read_text(errors="replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[0] == group and fields[2].isdigit():
+                return int(fields[2])
+    raise ContainerStartError(f"CannotStartContainerError: unable to find group {group}: no matching entries")
+
+
+def memory_cgroup_root() -> Path | None:
+    """Where a root supervisor makes per-attempt memory cgroups (v1 ``memory`` or v2), or None."""
+    if os.geteuid() != 0:
+        return None
+    v1 = CGROUP_ROOT / "memory"
+    if (v1 / "memory.limit_in_bytes").exists():
+        return v1 / "openbatch"
+    controllers = CGROUP_ROOT / "cgroup.controllers"
+    with contextlib.suppress(OSError):
+        if "memory" in controllers.read_text().split():
+            return CGROUP_ROOT / "openbatch"
+    return None
+
+
+def _memory_cgroup(name: str, memory_mib: int, run_as: tuple[int, int] | None) -> Path | None:
+    root = memory_cgroup_root()
+    if root is None:
+        return None
+    try:
+        if not root.exists():
+            root.mkdir()
+            if root.parent == CGROUP_ROOT:  # v2: children may only use what the parent delegates
+                (CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory")
+                (root / "cgroup.subtree_control").write_text("+memory")
+        group = root / name
+        group.mkdir(exist_ok=True)
+        limit = str(memory_mib * _MIB)
+        if (group / "memory.limit_in_bytes").exists():
+            (group / "memory.limit_in_bytes").write_text(limit)
+            swap = group / "memory.memsw.limit_in_bytes"
+            if swap.exists():  # no swap beyond the limit, as Docker's --memory-swap equal to --memory
+                swap.write_text(limit)
+        else:
+            (group / "memory.max").write_text(limit)
+            with contextlib.suppress(OSError):
+                (group / "memory.swap.max").write_text("0")
+        if run_as is not None:
+            os.chown(group / "cgroup.procs", run_as[0], run_as[1])
+        return group
+    except OSError:
+        return None  # the executor's sampling limits the attempt instead
+
+
+# --- podman ---------------------------------------------------------------------------------------
+
+
+def podman_base(podman_dir: Path) -> tuple[list[str], dict[str, str]]:
+    """podman with the project's storage and configuration, and the environment it runs with."""
+    podman_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    conf = podman_dir / "containers.conf"
+    if not conf.exists():
+        # Even root cannot raise a hard rlimit without CAP_SYS_RESOURCE: stay within the host's.
+        nofile = min(_hard_limit(resource.RLIMIT_NOFILE), 1048576)
+        nproc = min(_hard_limit(resource.RLIMIT_NPROC), 32768)
+        temporary = conf.with_suffix(".tmp")
+        temporary.write_text(
+            "[containers]\n"
+            f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+            "[engine]\n"
+            'runtime = "runc"\n'
+            'events_logger = "none"\n'
+            'cgroup_manager = "cgroupfs"\n'
+        )
+        os.replace(temporary, conf)
+    argv = [
+        shutil.which("podman") or "podman",
+        "--root",
+        str(podman_dir / "storage"),
+        "--runroot",
+        str(_runroot(podman_dir)),
+    ]
+    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH), "CONTAINERS_CONF": str(conf), "HOME": str(podman_dir)}
+    return argv, env
+
+
+def _runroot(podman_dir: Path) -> Path:
+    """podman's run state: a short path (podman refuses a runroot over 50 characters), one per store."""
+    digest = hashlib.sha256(str(podman_dir.resolve()).encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"obpodman-{digest}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _hard_limit(which: int) -> int:
+    hard = resource.getrlimit(which)[1]
+    return hard if hard != resource.RLIM_INFINITY else 1 << 20
+
+
+def _podman(spec: LaunchSpec, c: ContainerLaunch, env: dict[str, str]) -> PreparedContainer:
+    assert c.rootfs is not None and c.podman_dir is not None
+    base, client_env = podman_base(Path(c.podman_dir))
+    name = attempt_name(spec)
+    attempt_dir = Path(c.state_dir) / name
+    prepared = PreparedContainer(
+        argv=[],
+        env=client_env,
+        run_as=None,
+        limits_memory=True,
+        runtime="podman",
+        name=name,
+        attempt_dir=attempt_dir,
+        podman_base=base,
+        podman_env=client_env,
+        memory_limited=spec.memory_mib is not None,
+    )
+    try:
+        attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        env_file = attempt_dir / "env"
+        lines = []
+        for key, value in env.items():
+            if "\n" in value:
+                client_env[key] = value  # ``--env NAME`` takes it from the client's environment
+            else:
+                lines.append(f"{key}={value}")
+        env_file.write_text("".join(line + "\n" for line in lines))
+    except OSError as exc:
+        raise ContainerStartError(f"CannotStartContainerError: {exc}") from exc
+    working_dir = str(spec.working_dir)
+    argv = [*base, "run", "--rm", "--init", "--name", name, "--network", "host", "--log-driver", "none"]
+    argv += ["--env-file", str(env_file)]
+    argv += [arg for key in env if "\n" in env[key] for arg in ("--env", key)]
+    if c.readonly_root:
+        argv.append("--read-only")
+    if spec.memory_mib is not None:
+        argv += ["--memory", f"{spec.memory_mib}m", "--memory-swap", f"{spec.memory_mib}m"]
+    if c.user:
+        argv += ["--user", c.user]
+    argv += ["--volume", f"{working_dir}:{working_dir}", "--workdir", working_dir]
+    for mount in c.mounts:
+        argv += ["--volume", f"{mount.source}:{mount.target}" + (":ro" if mount.read_only else "")]
+    for tmpfs in c.tmpfs:
+        argv += ["--tmpfs", f"{tmpfs.target}:" + ",".join([f"size={tmpfs.size_mib}m", *tmpfs.options])]
+    if c.shared_memory_mib is not None:
+        argv += ["--shm-size", f"{c.shared_memory_mib}m"]
+    argv += ["--rootfs", f"{c.rootfs}:O", *spec.command]
+    prepared.argv = [sys.executable, "-I", str(_SHIM), *argv]
+    return prepared
+
+
+# --- what works on this host ----------------------------------------------------------------------
+
+
+def probe(runtime: str, scratch: Path) -> str | None:
+    """``None`` if ``runtime`` can run a container here, else why not."""
+    if runtime == "bwrap":
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            return "bwrap is not installed (Debian: apt-get install bubblewrap)"
+        if os.geteuid() != 0 and shutil.which("fuse-overlayfs") is None:
+            return "bwrap needs root (for overlayfs) or fuse-overlayfs"
+        argv = [bwrap, "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all"]
+        argv += ["--share-net", "--die-with-parent", "--unshare-user", "--uid", "0", "--gid", "0", "true"]
+        return _try(argv, None)
+    if runtime == "podman":
+        if shutil.which("podman") is None:
+            return "podman is not installed (Debian: apt-get install podman runc)"
+        if shutil.which("runc") is None:
+            return "runc is not installed (Debian: apt-get install runc)"
+        base, env = podman_base(scratch)
+        return _try([*base, "info", "--format", "{{.Host.OCIRuntime.Name}}"], env)
+    return None
+
+
+def _try(argv: list[str], env: dict[str, str] | None) -> str | None:
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode != 0:
+        return (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+    return None

@@ -1,0 +1,248 @@
+"""Jobs in containers (``--container-runtime bwrap|podman``) through a real server, with an image built here.
+
+The image is a busybox root filesystem made from Debian's ``busybox-static`` (no registry), brought in with
+``openbatch image import``. A runtime missing on this host skips its tests, except in CI, where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from openbatch.containers import runtimes
+from tests.support import ServerProcess, client_exception, make_queue, shell_definition, unique, wait_for_status
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+
+pytestmark = pytest.mark.slow
+
+OS_RELEASE = 'PRETTY_NAME="OpenBatch test image"\nID=openbatch-test\n'
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    busybox = shutil.which("busybox")
+    if (
+        busybox is None
+        or "static" not in subprocess.run(["file", "-L", busybox], capture_output=True, text=True).stdout
+    ):
+        busybox = "/bin/busybox" if Path("/bin/busybox").exists() else None
+    if busybox is None:
+        _unavailable("busybox-static is not installed (apt-get install busybox-static)")
+    assert busybox is not None
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc").mkdir()
+    (root / "etc" / "os-release").write_text(OS_RELEASE)
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nworker:x:1234:1234::/home/worker:/bin/sh\n")
+    (root / "etc" / "group").write_text("root:x:0:\nworker:x:1234:\n")
+    return root
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must run the container tests)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=["bwrap", "podman"])
+def container_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, busybox_rootfs: Path
+) -> Iterator[ServerProcess]:
+    runtime = str(request.param)
+    data_dir = tmp_path_factory.mktemp(f"server-{runtime}")
+    why = runtimes.probe(runtime, data_dir / "containers" / "podman")
+    if why is not None:
+        _unavailable(f"{runtime} cannot run containers here: {why}")
+    subprocess.run(
+        [sys.executable, "-m", "openbatch.cli.main", "image", "import", str(busybox_rootfs), "busybox"],
+        env={**os.environ, "OPENBATCH_DATA_DIR": str(data_dir)},
+        check=True,
+        capture_output=True,
+    )
+    server = ServerProcess(
+        data_dir,
+        extra_args=("--container-runtime", runtime, "--kill-grace-seconds", "2"),
+        env={"OPENBATCH_GPUS": ""},
+    ).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def cbatch(container_server: ServerProcess) -> BatchClient:
+    return container_server.batch()
+
+
+@pytest.fixture(scope="module")
+def cqueue(cbatch: BatchClient) -> str:
+    return make_queue(cbatch)
+
+
+def _run(batch: BatchClient, queue: str, definition: str, status: str = "SUCCEEDED", **kw: Any) -> dict[str, Any]:
+    job_id = batch.submit_job(jobName=unique("c"), jobQueue=queue, jobDefinition=definition, **kw)["jobId"]
+    return wait_for_status(batch, job_id, [status, "FAILED" if status == "SUCCEEDED" else "SUCCEEDED"], timeout=60)
+
+
+def _output(server: ServerProcess, job: dict[str, Any]) -> list[str]:
+    stream = job["container"]["logStreamName"]
+    events = server.logs().get_log_events(logGroupName="/aws/batch/job", logStreamName=stream, startFromHead=True)
+    return [event["message"] for event in events["events"]]
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{name}/cmdline").read_bytes():
+                    found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def test_job_sees_its_image_environment_and_working_dir(
+    container_server: ServerProcess, cbatch: BatchClient, cqueue: str
+) -> None:
+    data_dir = container_server.data_dir
+    script = (
+        f'cat /etc/os-release; echo "greeting=$GREETING"; echo "cwd=$(pwd)"; echo "uid=$(id -u)";'
+        f" ls {data_dir} >/dev/null 2>&1 || echo server-files-hidden;"
+        " echo written > in-workdir && cat in-workdir"
+    )
+    definition = shell_definition(
+        cbatch, script, container={"environment": [{"name": "GREETING", "value": "hello from the image"}]}
+    )
+    job = _run(cbatch, cqueue, definition)
+    assert job["status"] == "SUCCEEDED", job
+    lines = _output(container_server, job)
+    assert 'PRETTY_NAME="OpenBatch test image"' in lines
+    assert "greeting=hello from the image" in lines
+    cwd = next(line for line in lines if line.startswith("cwd="))[4:]
+    assert cwd.endswith(job["jobId"])
+    assert "uid=0" in lines
+    assert "server-files-hidden" in lines
+    assert "written" in lines
+    # The image itself is unchanged by what a job wrote.
+    as_worker = shell_definition(
+        cbatch, "id -u; echo x > /etc/changed && echo root-writable", container={"user": "worker"}
+    )
+    job = _run(cbatch, cqueue, as_worker, status="FAILED")
+    assert "1234" in _output(container_server, job)
+
+
+def test_memory_limit_ends_with_the_oom_reason(cbatch: BatchClient, cqueue: str) -> None:
+    definition = shell_definition(
+        cbatch,
+        "dd if=/dev/zero of=/dev/null bs=200M count=1",
+        container={"resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "32"}]},
+    )
+    job = _run(cbatch, cqueue, definition, status="FAILED")
+    assert job["status"] == "FAILED"
+    assert job["container"]["reason"] == "OutOfMemoryError: Container killed due to memory usage"
+    assert job["container"]["exitCode"] == 137
+
+
+def test_terminate_and_timeout_leave_no_process(cbatch: BatchClient, cqueue: str) -> None:
+    # Unusual sleep lengths: how this test's processes are told from everyone else's.
+    marker_terminate = str(random.randint(3000, 3999))
+    marker_timeout = str(random.randint(4000, 4999))
+    hang = shell_definition(cbatch, f"sleep {marker_terminate} & sleep {marker_terminate}; wait")
+    job_id = cbatch.submit_job(jobName=unique("t"), jobQueue=cqueue, jobDefinition=hang)["jobId"]
+    wait_for_status(cbatch, job_id, ["RUNNING"], timeout=60)
+    timed = shell_definition(cbatch, f"sleep {marker_timeout}", timeout={"attemptDurationSeconds": 2})
+    timed_job = cbatch.submit_job(jobName=unique("t"), jobQueue=cqueue, jobDefinition=timed)["jobId"]
+    cbatch.terminate_job(jobId=job_id, reason="stop it")
+    job = wait_for_status(cbatch, job_id, ["FAILED"], timeout=60)
+    assert job["statusReason"] == "stop it"
+    timed_out = wait_for_status(cbatch, timed_job, ["FAILED"], timeout=60)
+    assert timed_out["statusReason"].startswith("Job attempt duration exceeded timeout")
+    for marker in (marker_terminate, marker_timeout):
+        assert _processes_with(f"sleep\0{marker}") == [] and _processes_with(f"sleep {marker}") == []
+
+
+def test_missing_image_fails_to_pull_and_the_retry_rule_decides(cbatch: BatchClient, cqueue: str) -> None:
+    exit_rule = shell_definition(
+        cbatch,
+        "true",
+        container={"image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/absent:1"},
+        retryStrategy={"attempts": 3, "evaluateOnExit": [{"onReason": "CannotPullContainerError:*", "action": "EXIT"}]},
+    )
+    job = _run(cbatch, cqueue, exit_rule, status="FAILED")
+    assert len(job["attempts"]) == 1, job["attempts"]
+    assert job["container"]["reason"].startswith("CannotPullContainerError: ")
+    assert job["attempts"][0]["container"]["reason"].startswith("CannotPullContainerError: ")
+    retry_rule = shell_definition(
+        cbatch,
+        "true",
+        container={"image": "absent:latest"},
+        retryStrategy={
+            "attempts": 2,
+            "evaluateOnExit": [
+                {"onReason": "CannotPullContainerError:*", "action": "RETRY"},
+                {"onReason": "*", "action": "EXIT"},
+            ],
+        },
+    )
+    job = _run(cbatch, cqueue, retry_rule, status="FAILED")
+    assert len(job["attempts"]) == 2
+
+
+def test_host_volume_and_read_only_root(
+    cbatch: BatchClient, cqueue: str, tmp_path_factory: pytest.TempPathFactory, container_server: ServerProcess
+) -> None:
+    volume = tmp_path_factory.mktemp("volume")
+    (volume / "input").write_text("from the host\n")
+    definition = shell_definition(
+        cbatch,
+        "cat /data/input; echo from-the-job > /data/output;"
+        " touch /etc/nope 2>/dev/null && echo root-writable || echo root-read-only;"
+        " echo scratch > /scratch/x && cat /scratch/x",
+        container={
+            "readonlyRootFilesystem": True,
+            "volumes": [{"name": "data", "host": {"sourcePath": str(volume)}}],
+            "mountPoints": [{"sourceVolume": "data", "containerPath": "/data", "readOnly": False}],
+            "linuxParameters": {"tmpfs": [{"containerPath": "/scratch", "size": 8}], "sharedMemorySize": 16},
+        },
+    )
+    job = _run(cbatch, cqueue, definition)
+    lines = _output(container_server, job)
+    assert job["status"] == "SUCCEEDED", lines
+    assert "from the host" in lines
+    assert "root-read-only" in lines
+    assert "scratch" in lines
+    assert (volume / "output").read_text() == "from-the-job\n"
+
+
+def test_what_cannot_be_honoured_is_refused(cbatch: BatchClient) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"privileged": True}, "privileged"),
+        ({"linuxParameters": {"devices": [{"hostPath": "/dev/fuse"}]}}, "devices"),
+        ({"mountPoints": [{"sourceVolume": "nope", "containerPath": "/x"}]}, "sourceVolume"),
+        ({"image": "Not A Valid/Name"}, "image"),
+    ]
+    for properties, message in cases:
+        body: Any = {"image": "busybox", "command": ["true"], **properties}
+        with client_exception(message):
+            cbatch.register_job_definition(
+                jobDefinitionName=unique("bad"),
+                type="container",
+                containerProperties=body,
+            )
