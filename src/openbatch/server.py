@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -82,7 +83,23 @@ def raise_open_file_limit() -> None:
             logger.warning("could not raise the open file limit from %d", soft)
 
 
-def serve(settings: Settings, *, log_level: str = "info") -> None:
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket before anything starts, so that a taken port fails at once, before
+    the runtime starts or logs that it is ready. Raises OSError (EADDRINUSE when the port is taken)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: reuse a port left in TIME_WAIT; a port another process listens on stays refused.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(settings: Settings, *, log_level: str = "info", sock: socket.socket | None = None) -> None:
     raise_open_file_limit()
     app, _runtime = build_app(settings)
     config = uvicorn.Config(
@@ -96,4 +113,4 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock] if sock is not None else None))

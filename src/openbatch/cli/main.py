@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from openbatch.cli import demo, image_cmd, keys_cmd, logs_cmd, notify_cmd, workflow_cmd
+from openbatch.cli import (
+    demo,
+    image_cmd,
+    jobs_cmd,
+    keys_cmd,
+    logs_cmd,
+    notify_cmd,
+    resources_cmd,
+    status_cmd,
+    workflow_cmd,
+)
 from openbatch.config import Settings
 
 
@@ -26,8 +37,49 @@ class _Cli(typer.Typer):
             raise SystemExit(1) from None
 
 
-app = _Cli(help="OpenBatch: a self-hosted, wire-compatible AWS Batch.", no_args_is_help=True, add_completion=False)
+_EXAMPLES = """Examples:
+
+  openbatch server --port 8080
+
+  openbatch apply -f resources.yaml --dry-run
+
+  openbatch get queues -o wide
+
+  openbatch submit -q default --wait -- echo hi
+
+  openbatch ls --status RUNNING
+
+  openbatch logs JOB_ID -f
+
+  openbatch status
+
+Every command that talks to a server takes --endpoint-url (OPENBATCH_ENDPOINT_URL) or
+--profile (OPENBATCH_PROFILE, profiles in ~/.config/openbatch/config.yaml). Exit codes: 0 done,
+1 the operation or the job failed, 2 a usage error or a bad input file."""
+
+app = _Cli(
+    help="OpenBatch: a self-hosted, wire-compatible AWS Batch.",
+    epilog=_EXAMPLES,
+    no_args_is_help=True,
+    add_completion=True,
+)
 app.command("logs")(logs_cmd.logs)
+app.command("apply", epilog="Example: openbatch apply -f resources.yaml --dry-run")(resources_cmd.apply)
+app.command("get", epilog="Examples: openbatch get queues; openbatch get jd my-def -o yaml")(resources_cmd.get)
+app.command("describe", epilog="Examples: openbatch describe queue default; openbatch describe JOB_ID")(
+    resources_cmd.describe
+)
+app.command("delete", epilog="Example: openbatch delete queue analytics")(resources_cmd.delete)
+app.command(
+    "submit",
+    epilog="Examples: openbatch submit -q default -- echo hi; "
+    "openbatch submit -q default -d my-def --array-size 10 -p k=v --wait",
+)(jobs_cmd.submit)
+app.command("ls", epilog="Example: openbatch ls -q default --status FAILED -o wide")(jobs_cmd.ls)
+app.command("cancel", epilog="Example: openbatch cancel JOB_ID --reason 'not needed'")(jobs_cmd.cancel)
+app.command("terminate", epilog="Example: openbatch terminate JOB_ID")(jobs_cmd.terminate)
+app.command("retry", epilog="Example: openbatch retry JOB_ID --wait")(jobs_cmd.retry)
+app.command("status", epilog="Example: openbatch status -o json")(status_cmd.status)
 app.command("demo")(demo.demo)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(workflow_cmd.app, name="workflow")
@@ -104,7 +156,7 @@ def server(
 ) -> None:
     """Run the API server, scheduler and local executor in one process."""
     from openbatch.observability.logging import FORMATS, configure
-    from openbatch.server import serve
+    from openbatch.server import listen, serve
 
     if log_format not in FORMATS or log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         typer.echo("--log-format must be text or json; --log-level debug, info, warning or error", err=True)
@@ -142,7 +194,14 @@ def server(
         raise typer.Exit(2) from None
     if identity is None and os.geteuid() == 0:
         typer.echo("warning: jobs run as root, with access to this server's files", err=True)
-    serve(settings, log_level=log_level)
+    try:
+        sock = listen(host, port)
+    except OSError as exc:
+        taken = exc.errno == errno.EADDRINUSE
+        why = "the port is already in use (another `openbatch server`?)" if taken else exc.strerror or str(exc)
+        typer.echo(f"error: cannot listen on {host}:{port}: {why}; pick another with --port", err=True)
+        raise typer.Exit(1) from None
+    serve(settings, log_level=log_level, sock=sock)
 
 
 if __name__ == "__main__":
