@@ -30,15 +30,9 @@ OS_RELEASE = 'PRETTY_NAME="OpenBatch test image"\nID=openbatch-test\n'
 
 @pytest.fixture(scope="session")
 def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    busybox = shutil.which("busybox")
-    if (
-        busybox is None
-        or "static" not in subprocess.run(["file", "-L", busybox], capture_output=True, text=True).stdout
-    ):
-        busybox = "/bin/busybox" if Path("/bin/busybox").exists() else None
-    if busybox is None:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if not _is_static(Path(busybox)):
         _unavailable("busybox-static is not installed (apt-get install busybox-static)")
-    assert busybox is not None
     root = tmp_path_factory.mktemp("rootfs")
     (root / "bin").mkdir()
     shutil.copy2(busybox, root / "bin" / "busybox")
@@ -51,6 +45,20 @@ def busybox_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nworker:x:1234:1234::/home/worker:/bin/sh\n")
     (root / "etc" / "group").write_text("root:x:0:\nworker:x:1234:\n")
     return root
+
+
+def _is_static(path: Path) -> bool:
+    """A 64-bit ELF executable without a program interpreter (PT_INTERP): it runs in an empty root."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if data[:5] != b"\x7fELF\x02":
+        return False
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    size, count = int.from_bytes(data[0x36:0x38], "little"), int.from_bytes(data[0x38:0x3A], "little")
+    types = [int.from_bytes(data[phoff + i * size : phoff + i * size + 4], "little") for i in range(count)]
+    return 3 not in types
 
 
 def _unavailable(reason: str) -> None:

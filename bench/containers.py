@@ -1,0 +1,123 @@
+"""Container start overhead: an array job of N ``true`` children per container runtime, beside host processes.
+
+Each runtime gets its own ``openbatch server`` (SQLite, the supervisor, ``--container-runtime``) in the same run,
+with a busybox image built here from Debian's ``busybox-static`` (no registry). The figure is the array's
+children per second, SubmitJob to the parent's SUCCEEDED, and its ratio to host processes (``none``).
+
+Usage: ``python bench/containers.py [--size 1000] [--podman-size N] [--max-vcpus 32] [--runtimes none,bwrap,podman]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.compute import compute_resources
+from tests.support import ServerProcess
+
+from openbatch.containers import runtimes
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+
+
+def busybox_rootfs(root: Path) -> Path:
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, root / "bin" / "busybox")
+    for applet in subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split():
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "etc").mkdir()
+    (root / "etc" / "os-release").write_text("ID=bench\n")
+    return root
+
+
+def wait_done(batch: BatchClient, job_id: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"]
+        if status in ("SUCCEEDED", "FAILED"):
+            return status
+        time.sleep(0.05)
+    raise TimeoutError(job_id)
+
+
+def bench_runtime(runtime: str, size: int, max_vcpus: int, rootfs: Path, scratch: Path) -> float:
+    data_dir = scratch / runtime
+    data_dir.mkdir()
+    if runtime != "none":
+        subprocess.run(
+            [sys.executable, "-m", "openbatch.cli.main", "image", "import", str(rootfs), "busybox"],
+            env={**os.environ, "OPENBATCH_DATA_DIR": str(data_dir)},
+            check=True,
+            capture_output=True,
+        )
+    server = ServerProcess(
+        data_dir, extra_args=("--container-runtime", runtime, "--max-vcpus", str(max_vcpus)), env={"OPENBATCH_GPUS": ""}
+    ).start(timeout=60)
+    try:
+        batch = server.batch()
+        batch.create_compute_environment(
+            computeEnvironmentName="bench", type="MANAGED", computeResources=compute_resources("EC2", max_vcpus)
+        )
+        batch.create_job_queue(
+            jobQueueName="bench", priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": "bench"}]
+        )
+        batch.register_job_definition(
+            jobDefinitionName="true",
+            type="container",
+            containerProperties={
+                "image": "busybox",
+                "command": ["true"],
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}],
+            },
+        )
+        start = time.perf_counter()
+        job_id = batch.submit_job(
+            jobName="array", jobQueue="bench", jobDefinition="true", arrayProperties={"size": size}
+        )["jobId"]
+        status = wait_done(batch, job_id, timeout=3600)
+        elapsed = time.perf_counter() - start
+        if status != "SUCCEEDED":
+            raise SystemExit(f"{runtime}: the array ended {status}")
+        return size / elapsed
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1000, help="children per array")
+    parser.add_argument("--podman-size", type=int, default=None, help="children of podman's array (default --size)")
+    parser.add_argument("--max-vcpus", type=int, default=32, help="children running at once")
+    parser.add_argument("--runtimes", default="none,bwrap,podman")
+    args = parser.parse_args()
+    rates: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-containers-") as tmp:
+        scratch = Path(tmp)
+        rootfs = busybox_rootfs(scratch / "rootfs")
+        for runtime in args.runtimes.split(","):
+            if runtime != "none":
+                why = runtimes.probe(runtime, scratch / "probe")
+                if why is not None:
+                    print(f"{runtime:>7}: skipped ({why})")
+                    continue
+            size = (args.podman_size or args.size) if runtime == "podman" else args.size
+            rates[runtime] = bench_runtime(runtime, size, args.max_vcpus, rootfs, scratch)
+            base = rates.get("none")
+            ratio = f"  {rates[runtime] / base:6.1%} of host processes" if base else ""
+            print(f"{runtime:>7}: {size} children in an array, {rates[runtime]:8.1f} jobs/s{ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
