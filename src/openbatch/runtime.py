@@ -87,13 +87,7 @@ class Runtime:
             run_as=self.settings.job_identity(),
         )
         await executor.start()
-        identity = self.settings.job_identity()
-        logger.info(
-            "jobs run under the supervisor in %s as %s; working directories in %s",
-            self.settings.supervisor_dir,
-            f"uid {identity[0]} (the server's files are out of their reach)" if identity else "this server's user",
-            self.settings.work_dir,
-        )
+        self._log_isolation()
         capacity = ConsumableCapacity(memory_mib=host_memory_mib(), gpus=detect_gpus(), store=self.store)
         self.ctx.listeners.append(capacity.forget)
         usage = EngineConsumableUsage(capacity, self.caller.arns, self.registry)
@@ -135,6 +129,26 @@ class Runtime:
         if self._jobs is not None:
             await self._jobs.engine.stop()
         self.store.close()
+
+    def _log_isolation(self) -> None:
+        """Say plainly which isolation is in force: who jobs run as, and what that hides from them."""
+        identity = self.settings.job_identity()
+        if identity is not None:
+            who = f"uid {identity[0]}: the server's environment, memory and data dir are out of their reach"
+        elif self.settings.container_runtime != "none":
+            who = "this server's user, inside containers (their own root file system and process namespace; see the "
+            who += "container runtime line)"
+        else:
+            who = (
+                "this server's user: they can read what this server can; run the server as root "
+                "(jobs then run as nobody) or jobs in containers (--container-runtime bwrap) to wall them off"
+            )
+        logger.info(
+            "jobs run under the supervisor in %s as %s; working directories in %s",
+            self.settings.supervisor_dir,
+            who,
+            self.settings.work_dir,
+        )
 
     def _create_defaults(self) -> None:
         """A compute environment and a job queue named ``default`` on an empty store."""
