@@ -136,8 +136,10 @@ class Runtime:
         if identity is not None:
             who = f"uid {identity[0]}: the server's environment, memory and data dir are out of their reach"
         elif self.settings.container_runtime != "none":
-            who = "this server's user, inside containers (their own root file system and process namespace; see the "
-            who += "container runtime line)"
+            who = (
+                "this server's user, inside containers (their own root file system and process namespace; "
+                "see the container runtime line)"
+            )
         else:
             who = (
                 "this server's user: they can read what this server can; run the server as root "
