@@ -107,9 +107,10 @@ class Runtime:
         self.ctx.listeners.append(engine.resources_changed)
         # Streams exist from the start of each attempt, as on AWS, even for a job that prints nothing.
         engine.add_status_listener(stream_creator(self.log_store))
+        # Before the hooks: capabilities that hook into the engine may hook into workflows too.
+        self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         for hook in self.engine_hooks:
             hook(engine)
-        self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         engine.start()
         self.workflows.start()
         retention = self.settings.work_dir_retention_hours

@@ -573,3 +573,35 @@ def test_clients_find_the_server_through_their_endpoint_variables(
     events = boto3.client("events", region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t")
     assert arn in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
     assert events.list_rules(NamePrefix=topic)["Rules"] == []
+
+
+def test_workflow_run_state_changes_are_events(
+    server: ServerProcess, events: EventBridgeClient, receiver: Receiver
+) -> None:
+    name = unique("wf")
+    workflow = unique("events-wf")
+    pattern = {"source": ["openbatch.workflows"], "detail": {"workflowName": [workflow]}}
+    events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=name, Targets=[{"Id": "hook", "Arn": receiver.url}])
+    document = f"""
+name: {workflow}
+defaults: {{queue: default, vcpus: 1, memory: 64}}
+steps:
+  ok: {{command: [sh, -c, "true"]}}
+  broken: {{command: [sh, -c, "exit 4"], dependsOn: [ok]}}
+"""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        response = client.post("/api/workflows/runs", json={"definition": document, "parameters": {}})
+    assert response.status_code == 200, response.text
+    run_id = response.json()["runId"]
+
+    def statuses() -> list[str]:
+        return [m["detail"]["status"] for m in receiver.messages if m["detail"].get("runId") == run_id]
+
+    wait_for(lambda: statuses()[-1:] == ["FAILED"], timeout=60)
+    # Each change once, in order; the event carries the run with its steps, as the native API shows it.
+    assert statuses() == ["RUNNING", "FAILED"]
+    last = receiver.messages[-1]
+    assert last["detail-type"] == "Workflow Run State Change"
+    assert last["resources"] == [f"arn:aws:openbatch:us-east-1:123456789012:workflow-run/{run_id}"]
+    assert last["detail"]["steps"]["broken"]["status"] == "FAILED"

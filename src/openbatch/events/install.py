@@ -54,6 +54,11 @@ def install(runtime: Runtime, logs: Handler) -> Installed:
         metrics.environments = lambda: environment_capacities(engine.registry, engine.capacity)
         engine.add_status_listener(metrics.on_changes)
         events.start(engine, lambda: runtime.jobs.renderer(runtime.caller).detail, logs)
+        if runtime.workflows is not None:
+            # Workflow run state changes are events too, committed with the change like jobs' are.
+            runs = runtime.workflows.service
+            runs.outbox_sources.append(events.service.workflow_outbox_source)
+            runs.outbox_committed.append(events.worker.wake)
 
     runtime.engine_hooks.append(attach)
     routes = [*events.routes(logs), Route("/metrics", metrics.endpoint, methods=["GET"])]

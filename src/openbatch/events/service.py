@@ -28,6 +28,9 @@ from openbatch.store.base import OutboxEntry
 
 OUTBOX_TOPIC = "events"
 DETAIL_TYPE = "Batch Job State Change"
+WORKFLOW_SOURCE = "openbatch.workflows"
+WORKFLOW_DETAIL_TYPE = "Workflow Run State Change"
+"""Events of workflow runs, beside AWS's job events: ``source`` and ``detail-type`` in the same style."""
 DEFAULT_BUS = "default"
 _RULE_NAME = re.compile(r"^[\.\-_A-Za-z0-9]{1,64}$")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -133,6 +136,34 @@ class EventsService:
             "resources": [detail.get("jobArn", "")],
             "detail": detail,
         }
+
+    def workflow_run_event(self, run: dict[str, Any]) -> dict[str, Any]:
+        """The ``Workflow Run State Change`` event of a run (``detail`` = the run as the native API shows it)."""
+        at = run.get("stoppedAt") or run.get("createdAt") or self.clock.now_ms()
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": WORKFLOW_DETAIL_TYPE,
+            "source": WORKFLOW_SOURCE,
+            "account": self.account,
+            "time": iso_time(int(at)),
+            "region": self.region,
+            "resources": [f"arn:aws:openbatch:{self.region}:{self.account}:workflow-run/{run['runId']}"],
+            "detail": run,
+        }
+
+    def workflow_outbox_source(self, runs: Sequence[dict[str, Any]]) -> list[OutboxEntry]:
+        """Outbox entries for workflow run state changes that some enabled rule matches."""
+        if not self._active:
+            return []
+        entries = []
+        for run in runs:
+            event = self.workflow_run_event(run)
+            if any(active.pattern(event) for active in self._active):
+                body = json.dumps(event, separators=(",", ":"))
+                created = int(run.get("stoppedAt") or run.get("createdAt") or self.clock.now_ms())
+                entries.append(OutboxEntry(topic=OUTBOX_TOPIC, key=str(run["runId"]), created_at=created, body=body))
+        return entries
 
     def outbox_source(
         self, renderer: Callable[[], Callable[[Any], dict[str, Any]]]

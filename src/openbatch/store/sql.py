@@ -263,7 +263,7 @@ class SqlStore:
                 conn.execute(insert(jobs), rows)
             except IntegrityError:
                 raise Conflict("a job with this id already exists") from None
-            _write_outbox(conn, outbox)
+            write_outbox(conn, outbox)
 
     def save_jobs(self, records: Iterable[JobRecord], outbox: Sequence[OutboxEntry] = ()) -> None:
         rows = [{"b_id": r.id, "status": r.status, "body": _dumps(r.body)} for r in records]
@@ -274,7 +274,7 @@ class SqlStore:
         with self._begin() as conn:
             if rows:
                 conn.execute(stmt, rows)
-            _write_outbox(conn, outbox)
+            write_outbox(conn, outbox)
 
     def read_outbox(self, topic: str, after_id: int = 0, limit: int = 100) -> list[OutboxRecord]:
         stmt = select(outbox).where(outbox.c.topic == topic, outbox.c.id > after_id).order_by(outbox.c.id).limit(limit)
@@ -415,7 +415,8 @@ def _job_row(r: JobRecord) -> dict[str, Any]:
     }
 
 
-def _write_outbox(conn: Connection, entries: Sequence[OutboxEntry]) -> None:
+def write_outbox(conn: Connection, entries: Sequence[OutboxEntry]) -> None:
+    """Add outbox entries inside the caller's transaction (other capabilities' stores use it too)."""
     if entries:
         conn.execute(
             insert(outbox),

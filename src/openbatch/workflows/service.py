@@ -26,7 +26,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from openbatch.service import job_definitions as jds
 from openbatch.service import submission
 from openbatch.service.context import Caller
 from openbatch.service.jobs import JobService
+from openbatch.store.base import OutboxEntry
 from openbatch.store.job_codec import to_record
 from openbatch.workflows import spec as wf
 from openbatch.workflows.store import RunRow, StepRow, WorkflowStore
@@ -135,6 +136,8 @@ class RunState:
     redrives: int = 0
     cancelling: bool = False
     schedule: str | None = None
+    announced: str | None = None
+    """The status last committed with its state-change event (``None``: a new run, not yet announced)."""
     waiting: dict[str, None] = field(default_factory=dict)
     """Steps not yet submitted, in topological order (so a pass over them is O(waiting))."""
     open: set[str] = field(default_factory=set)
@@ -249,6 +252,10 @@ class WorkflowService:
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.resolver = _Resolver(self)
+        self.outbox_sources: list[Callable[[Sequence[dict[str, Any]]], list[OutboxEntry]]] = []
+        """Turn run state changes (run views) into outbox entries, committed with the change (events)."""
+        self.outbox_committed: list[Callable[[], None]] = []
+        """Told when outbox entries were committed (so their consumer moves them at once)."""
 
     # --- wiring ------------------------------------------------------------------
 
@@ -326,7 +333,9 @@ class WorkflowService:
             schedule=schedule,
         )
         run.refresh_sets()
-        self.store.insert_run(run.row(), [step.row(run.run_id) for step in run.steps.values()])
+        outbox = self._announce([run])
+        self.store.insert_run(run.row(), [step.row(run.run_id) for step in run.steps.values()], outbox)
+        self._outbox_written(outbox)
         self.runs[run.run_id] = run
         await self._advance_now(run)
         return run.view()
@@ -741,7 +750,24 @@ class WorkflowService:
             return
         runs, steps = self._dirty_runs, self._dirty_steps
         self._dirty_runs, self._dirty_steps = {}, {}
-        self.store.save([r.row() for r in runs.values()], [st.row(run_id) for run_id, st in steps.values()])
+        outbox = self._announce(runs.values())
+        self.store.save([r.row() for r in runs.values()], [st.row(run_id) for run_id, st in steps.values()], outbox)
+        self._outbox_written(outbox)
+
+    def _outbox_written(self, outbox: list[OutboxEntry]) -> None:
+        if outbox:
+            for listener in self.outbox_committed:
+                listener()
+
+    def _announce(self, runs: Iterable[RunState]) -> list[OutboxEntry]:
+        """Outbox entries for the runs whose status changed, committed with that change (as jobs' are)."""
+        moved = [run for run in runs if run.status != run.announced]
+        for run in moved:
+            run.announced = run.status
+        if not moved or not self.outbox_sources:
+            return []
+        views = [run.view(with_steps=True) for run in moved]
+        return [entry for source in self.outbox_sources for entry in source(views)]
 
     def _load(self, row: RunRow) -> RunState:
         spec = wf.validate(row.body["document"])
@@ -762,6 +788,7 @@ class WorkflowService:
             redrives=row.body.get("redriveCount", 0),
             cancelling=bool(row.body.get("cancelling")),
             schedule=row.body.get("schedule"),
+            announced=row.status,
         )
         run.refresh_sets()
         return run

@@ -16,6 +16,8 @@ from sqlalchemy import BigInteger, Column, Engine, Index, Integer, String, Table
 from sqlalchemy.exc import IntegrityError
 
 from openbatch.domain.errors import Conflict
+from openbatch.store.base import OutboxEntry
+from openbatch.store.sql import write_outbox
 from openbatch.store.tables import metadata
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -140,8 +142,9 @@ class WorkflowStore:
 
     # --- runs and steps ----------------------------------------------------------------
 
-    def insert_run(self, run: RunRow, steps: Sequence[StepRow]) -> None:
+    def insert_run(self, run: RunRow, steps: Sequence[StepRow], outbox: Sequence[OutboxEntry] = ()) -> None:
         with self.engine.begin() as conn:
+            write_outbox(conn, outbox)
             conn.execute(
                 workflow_runs.insert().values(
                     run_id=run.run_id,
@@ -160,8 +163,8 @@ class WorkflowStore:
                 ],
             )
 
-    def save(self, runs: Iterable[RunRow], steps: Iterable[StepRow]) -> None:
-        """Update runs and steps in one transaction."""
+    def save(self, runs: Iterable[RunRow], steps: Iterable[StepRow], outbox: Sequence[OutboxEntry] = ()) -> None:
+        """Update runs and steps in one transaction, with the outbox entries describing the changes."""
         run_rows = [{"k": r.run_id, "status": r.status, "body": _dumps(r.body)} for r in runs]
         step_rows = [
             {"k": s.run_id, "s": s.step, "status": s.status, "job_id": s.job_id, "body": _dumps(s.body)} for s in steps
@@ -169,6 +172,7 @@ class WorkflowStore:
         if not run_rows and not step_rows:
             return
         with self.engine.begin() as conn:
+            write_outbox(conn, outbox)
             if run_rows:
                 r = workflow_runs
                 conn.execute(
