@@ -25,6 +25,7 @@ from openbatch.supervisor import protocol as p
 logger = logging.getLogger(__name__)
 
 _CONNECT_SECONDS = 10.0
+_RESPAWN_SECONDS = 1.0
 _LOST = "CannotStartContainerError: the supervisor stopped before starting this attempt"
 
 
@@ -92,15 +93,16 @@ class SupervisorExecutor:
         path = p.socket_path(self.state_dir)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _CONNECT_SECONDS
-        spawned = False
+        next_spawn = loop.time()
         while True:
             try:
                 self._reader, self._writer = await asyncio.open_unix_connection(str(path), limit=1 << 24)
                 break
             except (FileNotFoundError, ConnectionRefusedError) as exc:
-                if not spawned:
+                if loop.time() >= next_spawn:
+                    # Again after a while: a supervisor that was exiting (idle) held the lock the first time.
                     self._spawn()
-                    spawned = True
+                    next_spawn = loop.time() + _RESPAWN_SECONDS
                 if loop.time() > deadline:
                     log = self.state_dir / "supervisor.log"
                     raise RuntimeError(f"the supervisor did not start (see {log})") from exc
@@ -137,14 +139,17 @@ class SupervisorExecutor:
             if name in os.environ:
                 environment[name] = os.environ[name]
         with open(self.state_dir / "supervisor.log", "ab") as log:
-            subprocess.Popen(
-                command,
+            # --detach: the child forks the supervisor and exits at once, so this server is not its parent.
+            subprocess.run(
+                [*command, "--detach"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
                 close_fds=True,
                 env=environment,
+                check=False,
+                timeout=30,
             )
 
     async def _read(self) -> None:

@@ -1,0 +1,110 @@
+"""The supervisor process on its own: launches are idempotent per attempt, exits wait for acknowledgement,
+and attempts of a supervisor that died are reported lost, never started again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openbatch.executors.base import HOST_LOST, ExitInfo, LaunchSpec, attempt_key
+from openbatch.supervisor.client import SupervisorExecutor
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def spec(tmp_path: Path, job_id: str, script: str) -> LaunchSpec:
+    return LaunchSpec(
+        job_id=job_id,
+        attempt=1,
+        command=("sh", "-c", script),
+        environment={"AWS_BATCH_JOB_ID": job_id, "AWS_BATCH_JOB_ATTEMPT": "1"},
+        working_dir=tmp_path / "work" / job_id,
+        log_stream=f"def/default/{job_id}",
+    )
+
+
+def executor(tmp_path: Path) -> SupervisorExecutor:
+    return SupervisorExecutor(tmp_path / "supervisor", tmp_path / "logs", kill_grace_seconds=1, linger_seconds=1)
+
+
+def supervisor_pid(tmp_path: Path) -> int:
+    return int((tmp_path / "supervisor" / "pid").read_text())
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_second_launch_of_an_attempt_is_refused_and_follows_the_first(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+
+    async def main() -> tuple[ExitInfo, ExitInfo | None, dict[str, Any]]:
+        first = executor(tmp_path)
+        await first.start()
+        launched = spec(tmp_path, "job-1", f"echo run >> {runs}; sleep 1")
+        first.launch(launched, lambda info: None)
+        await asyncio.sleep(0.3)
+        await first.aclose()
+        # A new server (after a crash, say) launches the same attempt again: refused, and its
+        # callback gets the exit of the run that was already going.
+        second = executor(tmp_path)
+        await second.start()
+        known = dict(second.known_attempts())
+        done: asyncio.Future[ExitInfo] = asyncio.get_running_loop().create_future()
+        second.launch(launched, done.set_result)
+        info = await asyncio.wait_for(done, 10)
+        # Until acknowledged, the exit is still held: a third connection sees it.
+        await second.aclose()
+        third = executor(tmp_path)
+        await third.start()
+        held = third.known_attempts().get(attempt_key("job-1", 1))
+        third.forget([attempt_key("job-1", 1)])
+        await third.aclose()
+        return info, held.exit if held is not None else None, known
+
+    info, held, known = run(main())
+    assert runs.read_text().splitlines() == ["run"]  # started once
+    assert attempt_key("job-1", 1) in known
+    assert info.exit_code == 0
+    assert held is not None and held.exit_code == 0
+
+
+def test_attempts_of_a_supervisor_that_died_are_lost_not_rerun(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+
+    async def main() -> tuple[int, ExitInfo | None]:
+        first = executor(tmp_path)
+        await first.start()
+        first.launch(spec(tmp_path, "job-2", f"echo $$ >> {runs}; exec sleep 60"), lambda info: None)
+        deadline = time.monotonic() + 10
+        while not (runs.exists() and runs.read_text().strip()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await first.aclose()
+        os.kill(supervisor_pid(tmp_path), signal.SIGKILL)
+        await asyncio.sleep(0.2)
+        second = executor(tmp_path)
+        await second.start()
+        known = second.known_attempts().get(attempt_key("job-2", 1))
+        await second.aclose()
+        return int(runs.read_text().split()[0]), known.exit if known is not None else None
+
+    job_pid, exit_info = run(main())
+    assert exit_info is not None and exit_info.reason == HOST_LOST
+    deadline = time.monotonic() + 5
+    while alive(job_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(job_pid)  # the new supervisor killed the orphan of the one that died
+    assert runs.read_text().split() == [str(job_pid)]
