@@ -130,7 +130,13 @@ def resolve(endpoint_url: str | None, profile: str | None) -> Target:
     )
     if not str(url).startswith(("http://", "https://")):
         raise usage(f"endpoint URL {url!r} must start with http:// or https://")
-    return Target(str(url).rstrip("/"), str(region))
+    global _resolved
+    _resolved = Target(str(url).rstrip("/"), str(region))
+    return _resolved
+
+
+_resolved: Target | None = None
+"""The server this process talks to, for error messages (one command per process)."""
 
 
 def batch_client(target: Target) -> BatchClient:
@@ -156,18 +162,18 @@ def batch_client(target: Target) -> BatchClient:
 
 
 @contextmanager
-def reported(target: Target | None = None) -> Iterator[None]:
+def reported() -> Iterator[None]:
     """Turn every expected failure into one line on stderr and an exit code; never a traceback."""
-    where = target.endpoint_url if target else "the server"
     try:
         yield
     except CliError as exc:
         fail(exc.message, exc.hint, exc.code)
     except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError) as exc:
+        where = _resolved.endpoint_url if _resolved else "the server"
         reason = getattr(exc, "kwargs", {}).get("error") or exc
         fail(f"cannot reach OpenBatch at {where}: {_short(reason)} (is `openbatch server` running?)")
     except ReadTimeoutError:
-        fail(f"OpenBatch at {where} did not answer in time")
+        fail(f"OpenBatch at {_resolved.endpoint_url if _resolved else 'the server'} did not answer in time")
     except ParamValidationError as exc:
         fail(" ".join(str(exc).split()), code=EXIT_USAGE)
     except ClientError as exc:

@@ -82,8 +82,8 @@ def submit(
 
     Prints the job id (so `ID=$(openbatch submit …)` works); the rest goes to stderr.
     """
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         if output not in ("id", "json"):
             raise usage(f"--output must be id or json; got {output!r}")
         if bool(definition) == bool(command):
@@ -291,8 +291,8 @@ def ls(
     profile: str | None = ProfileOption,
 ) -> None:
     """List jobs in every status, newest first."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         common.check_output(output)
         list_jobs_to(
             target,
@@ -309,8 +309,8 @@ def ls(
 
 
 def _stop(job_id: str, reason: str, endpoint_url: str | None, profile: str | None, *, terminate: bool) -> None:
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         batch = common.batch_client(target)
         job = require_job(batch, job_id)
         status = str(job["status"])
@@ -326,7 +326,9 @@ def _stop(job_id: str, reason: str, endpoint_url: str | None, profile: str | Non
                 f"openbatch terminate {job_id}",
             )
         batch.cancel_job(jobId=job_id, reason=reason)
-        common.stdout.print(f"job {job_id} cancelled (was {status})", markup=False)
+        # AWS semantics: a PENDING job is failed once its dependencies have finished.
+        later = " (it fails once its dependencies finish)" if status == "PENDING" else ""
+        common.stdout.print(f"job {job_id} cancelled (was {status}){later}", markup=False)
 
 
 def cancel(
@@ -393,8 +395,8 @@ def retry(
     profile: str | None = ProfileOption,
 ) -> None:
     """Submit a finished job again with the same spec; prints the new job id."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         batch = common.batch_client(target)
         job = require_job(batch, job_id)
         if job["status"] not in TERMINAL:

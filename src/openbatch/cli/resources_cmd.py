@@ -417,8 +417,8 @@ def apply(
     plus the fields of AWS's create/register request. An unchanged job definition registers
     no new revision.
     """
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         if output not in ("table", "json"):
             raise usage(f"--output must be table or json; got {output!r}")
         batch = common.batch_client(target)
@@ -523,8 +523,8 @@ def get(
     profile: str | None = ProfileOption,
 ) -> None:
     """List compute environments, job queues, job definitions, scheduling policies (or jobs)."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         common.check_output(output)
         if kind_text.lower() in JOB_ALIASES:
             from openbatch.cli import jobs_cmd
@@ -563,8 +563,8 @@ def describe(
     profile: str | None = ProfileOption,
 ) -> None:
     """Show one resource or job in full (`describe queue NAME`, `describe JOB_ID`)."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         if output not in ("json", "yaml"):
             raise usage(f"--output must be yaml or json; got {output!r}")
         if name is None or first.lower() in JOB_ALIASES:
@@ -594,8 +594,8 @@ def delete(
     profile: str | None = ProfileOption,
 ) -> None:
     """Delete a resource. Compute environments and job queues are disabled first, as AWS requires."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         kind = kind_of(kind_text)
         batch = common.batch_client(target)
         current = require(batch, kind, name)

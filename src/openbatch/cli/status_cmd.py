@@ -143,8 +143,8 @@ def status(
     profile: str | None = ProfileOption,
 ) -> None:
     """Queues with job counts by state, compute environments with capacity in use, the oldest waiting job."""
-    target = common.resolve(endpoint_url, profile)
-    with common.reported(target):
+    with common.reported():
+        target = common.resolve(endpoint_url, profile)
         if output not in ("table", "json", "yaml"):
             raise usage(f"--output must be table, json or yaml; got {output!r}")
         report = collect(target)
