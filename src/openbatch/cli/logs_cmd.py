@@ -21,6 +21,8 @@ import typer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
+from openbatch.cli import common
+
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
     from mypy_boto3_logs import CloudWatchLogsClient
@@ -48,11 +50,14 @@ def logs(
         "--endpoint-url",
         "--endpoint",
         envvar="OPENBATCH_ENDPOINT_URL",
-        help=f"Server URL (default {DEFAULT_ENDPOINT}).",
+        help=f"Server URL (default: the profile's, else {DEFAULT_ENDPOINT}).",
     ),
+    profile: str | None = common.ProfileOption,
 ) -> None:
     """Print the log of a job (CloudWatch Logs group /aws/batch/job)."""
-    url = endpoint_url or os.environ.get("OPENBATCH_ENDPOINT") or DEFAULT_ENDPOINT
+    with common.reported():
+        # The same names as every other command: --endpoint-url, OPENBATCH_ENDPOINT_URL, --profile.
+        url = endpoint_url or os.environ.get("OPENBATCH_ENDPOINT") or common.resolve(None, profile).endpoint_url
     try:
         code = _run(url, job_id, follow=follow, index=index, attempt=attempt, timestamps=timestamps)
     except CliError as exc:
