@@ -373,15 +373,20 @@ def test_error_paths(server: ServerProcess, batch: BatchClient, tmp_path: Path) 
 
 
 def test_server_refuses_a_taken_port_and_help(server: ServerProcess, tmp_path: Path) -> None:
-    taken, helped, completion = cli_all(
+    taken, helped, completion, submit_help = cli_all(
         None,
         ["server", "--port", str(server.port), "--data-dir", str(tmp_path / "data"), "--log-level", "info"],
         ["--help"],
         ["--show-completion", "bash"],
+        ["submit", "--help"],
     )
     stderr = failed(taken, 1, f"cannot listen on 127.0.0.1:{server.port}", "already in use")
     assert "OpenBatch ready" not in taken.stdout + stderr
     assert "Examples:" in ok(helped) and "openbatch submit -q default --wait -- echo hi" in helped.stdout
     assert "_openbatch_completion" in ok(completion)
-    submit_help = ok(cli(None, "submit", "--help"))
-    assert "--array-size" in submit_help and "--depends-on" in submit_help and "Examples:" in submit_help
+    completed = cli(
+        None, env={"_OPENBATCH_COMPLETE": "complete_bash", "COMP_WORDS": "openbatch get q", "COMP_CWORD": "2"}
+    )
+    assert "--array-size" in ok(submit_help) and "--depends-on" in submit_help.stdout
+    assert "Examples:" in submit_help.stdout
+    assert ok(completed).split() == ["queue"]

@@ -66,7 +66,13 @@ ProfileOption = typer.Option(
     help="Profile in ~/.config/openbatch/config.yaml.",
     show_default=False,
 )
-OutputOption = typer.Option("table", "--output", "-o", help="table, wide, json or yaml.")
+OutputOption = typer.Option(
+    "table",
+    "--output",
+    "-o",
+    help="table, wide, json or yaml.",
+    autocompletion=lambda incomplete: [o for o in OUTPUTS if o.startswith(incomplete)],
+)
 
 
 class CliError(Exception):

@@ -75,6 +75,12 @@ JOB_ALIASES = ("job", "jobs")
 KIND_HELP = "ce | queue | jd | sp (or ComputeEnvironment, JobQueue, JobDefinition, SchedulingPolicy), or job"
 
 
+def complete_kind(incomplete: str) -> list[str]:
+    """Shell completion for KIND."""
+    words = ["ce", "queue", "jd", "sp", "job", *(k.name for k in KINDS)]
+    return [w for w in words if w.lower().startswith(incomplete.lower())]
+
+
 def kind_of(text: str) -> Kind:
     wanted = text.lower()
     for kind in KINDS:
@@ -516,7 +522,7 @@ def _latest_revisions(definitions: list[dict[str, Any]]) -> list[dict[str, Any]]
 
 
 def get(
-    kind_text: str = typer.Argument(..., metavar="KIND", help=KIND_HELP),
+    kind_text: str = typer.Argument(..., metavar="KIND", help=KIND_HELP, autocompletion=complete_kind),
     name: str | None = typer.Argument(None, help="Only this one (a job definition: all its active revisions)."),
     output: str = OutputOption,
     endpoint_url: str | None = EndpointOption,
@@ -556,7 +562,9 @@ def get(
 
 
 def describe(
-    first: str = typer.Argument(..., metavar="KIND|JOB", help=f"{KIND_HELP}; or a job id alone."),
+    first: str = typer.Argument(
+        ..., metavar="KIND|JOB", help=f"{KIND_HELP}; or a job id alone.", autocompletion=complete_kind
+    ),
     name: str | None = typer.Argument(None, metavar="[NAME]", help="The resource's name (a job id for 'job')."),
     output: str = typer.Option("yaml", "--output", "-o", help="yaml or json."),
     endpoint_url: str | None = EndpointOption,
@@ -588,7 +596,9 @@ def _looks_like_kind(text: str) -> bool:
 
 
 def delete(
-    kind_text: str = typer.Argument(..., metavar="KIND", help=KIND_HELP.removesuffix(", or job")),
+    kind_text: str = typer.Argument(
+        ..., metavar="KIND", help=KIND_HELP.removesuffix(", or job"), autocompletion=complete_kind
+    ),
     name: str = typer.Argument(..., help="Name (a job definition: NAME for every revision, or NAME:REV)."),
     endpoint_url: str | None = EndpointOption,
     profile: str | None = ProfileOption,
