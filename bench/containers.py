@@ -89,7 +89,16 @@ def bench_runtime(runtime: str, size: int, max_vcpus: int, rootfs: Path, scratch
         status = wait_done(batch, job_id, timeout=3600)
         elapsed = time.perf_counter() - start
         if status != "SUCCEEDED":
-            raise SystemExit(f"{runtime}: the array ended {status}")
+            failed = batch.list_jobs(arrayJobId=job_id, jobStatus="FAILED")["jobSummaryList"]
+            details = batch.describe_jobs(jobs=[j["jobId"] for j in failed[:3]])["jobs"] if failed else []
+            reasons = [(j.get("statusReason"), j.get("container", {}).get("reason")) for j in details]
+            logs = server.logs()
+            for job in details:
+                stream = job.get("container", {}).get("logStreamName")
+                if stream:
+                    events = logs.get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+                    reasons.append(("output", " | ".join(e["message"] for e in events[-3:])))
+            raise SystemExit(f"{runtime}: the array ended {status}: {len(failed)} children failed, e.g. {reasons}")
         return size / elapsed
     finally:
         server.stop()

@@ -11,6 +11,7 @@ import random
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +87,7 @@ def container_server(
         data_dir,
         extra_args=("--container-runtime", runtime, "--kill-grace-seconds", "2"),
         env={"OPENBATCH_GPUS": ""},
+        job_user=None,  # the server's default: nobody under root, mapped to the image's root inside
     ).start()
     try:
         yield server
@@ -213,10 +215,20 @@ def test_missing_image_fails_to_pull_and_the_retry_rule_decides(cbatch: BatchCli
     assert len(job["attempts"]) == 2
 
 
+@pytest.fixture
+def volume() -> Iterator[Path]:
+    """A host directory the job's user can reach (pytest's own temporary directories are private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="openbatch-volume-"))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def test_host_volume_and_read_only_root(
-    cbatch: BatchClient, cqueue: str, tmp_path_factory: pytest.TempPathFactory, container_server: ServerProcess
+    cbatch: BatchClient, cqueue: str, volume: Path, container_server: ServerProcess
 ) -> None:
-    volume = tmp_path_factory.mktemp("volume")
     (volume / "input").write_text("from the host\n")
     definition = shell_definition(
         cbatch,

@@ -37,6 +37,8 @@ def check(container: Mapping[str, Any], runtime: str) -> None:
         source = (volume.get("host") or {}).get("sourcePath")
         if source is not None and not posixpath.isabs(source):
             raise ValidationError(f"Volume {name!r}: host.sourcePath must be an absolute path; got {source!r}")
+        if source is not None and "," in source:
+            raise ValidationError(f"Volume {name!r}: host.sourcePath cannot contain a comma; got {source!r}")
         volumes[name] = volume
     for mount in container.get("mountPoints") or []:
         if mount.get("sourceVolume") not in volumes:
@@ -45,8 +47,8 @@ def check(container: Mapping[str, Any], runtime: str) -> None:
                 "job definition"
             )
         target = mount.get("containerPath") or ""
-        if not posixpath.isabs(target):
-            raise ValidationError(f"mountPoints containerPath must be an absolute path; got {target!r}")
+        if not posixpath.isabs(target) or "," in target:
+            raise ValidationError(f"mountPoints containerPath must be an absolute path without commas; got {target!r}")
     if container.get("privileged"):
         raise ValidationError("privileged containers are not available on this server")
     if container.get("ulimits"):
