@@ -1,8 +1,9 @@
 """``openbatch status``: queues with job counts by state, compute environments with the capacity in
 use, and the oldest waiting job with the reason it waits.
 
-Counts come from ListJobs (one listing per queue and state, as any client would do);
-capacity in use from the server's ``/metrics`` (Prometheus text), read when present.
+Counts come from ListJobs (one listing per queue and state, as any client would do); a
+queue's vCPUs in use from GetJobQueueSnapshot; a compute environment's from the server's
+``/metrics`` (Prometheus text), read when present (``?`` otherwise).
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def collect(target: Target) -> dict[str, Any]:
     queue_rows = []
     for name, queue in sorted(queues.items()):
         counts = {status: _count(batch, name, status, waiting) for status in STATUSES}
+        snapshot = batch.get_job_queue_snapshot(jobQueue=name)
+        capacity = (snapshot.get("queueUtilization") or {}).get("totalCapacityUsage") or []
         queue_rows.append(
             {
                 "name": name,
@@ -100,6 +103,7 @@ def collect(target: Target) -> dict[str, Any]:
                     common.name_of(str(o["computeEnvironment"])) for o in queue.get("computeEnvironmentOrder") or []
                 ],
                 "jobCounts": counts,
+                "vcpusInUse": next((u["quantity"] for u in capacity if u.get("capacityUnit") == "VCPU"), None),
             }
         )
     used = _in_use(target)
@@ -152,9 +156,15 @@ def status(
             common.dump(report, output)
             return
         common.table(
-            ["QUEUE", "STATE", "PRIORITY", *STATUSES],
+            ["QUEUE", "STATE", "PRIORITY", *STATUSES, "VCPUS IN USE"],
             [
-                [q["name"], q["state"], q["priority"], *(_count_text(q["jobCounts"][s]) for s in STATUSES)]
+                [
+                    q["name"],
+                    q["state"],
+                    q["priority"],
+                    *(_count_text(q["jobCounts"][s]) for s in STATUSES),
+                    "?" if q["vcpusInUse"] is None else f"{q['vcpusInUse']:g}",
+                ]
                 for q in report["queues"]
             ],
         )
