@@ -326,17 +326,17 @@ def test_setsid_grandchild_is_killed_at_timeout(tmp_path: Path) -> None:
         h = Harness(tmp_path, memory_poll_interval=0.05)
         spec = h.spec("sh", "-c", script)
         handle, done = h.launch(spec)
-        await wait_for_members(handle.pid, lambda names: "sleep" in names)
-        deadline = time.monotonic() + 5
+        await wait_for_members(handle.pid, lambda names: "sleep" in names, timeout=20)
+        deadline = time.monotonic() + 20
         while not h.messages(spec) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)  # a scan or two after the grandchild left the group
         h.executor.kill(handle, 0.2, "Job attempt duration exceeded timeout")
-        info = await asyncio.wait_for(done, 5)
+        info = await asyncio.wait_for(done, 20)
         await h.executor.aclose()
         return info, h, spec
 
-    info, h, spec = run(main())
+    info, h, spec = run(main(), timeout=60)
     (pid_line,) = h.messages(spec)
     assert info.reason == "Job attempt duration exceeded timeout"
     assert pid_gone(int(pid_line))
