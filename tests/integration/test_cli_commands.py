@@ -28,8 +28,14 @@ def cli(
     server: ServerProcess | None, *args: str, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     """Run ``openbatch ARGS`` pointed at ``server`` (or at nothing), with no user config file."""
-    base = {**os.environ, "OPENBATCH_CONFIG": "/nonexistent/openbatch.yaml", "COLUMNS": "200"}
-    base.pop("OPENBATCH_ENDPOINT_URL", None)
+    # No user config and no AWS credentials of the machine's: each test sets what it needs.
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OPENBATCH_"))}
+    base.update(
+        OPENBATCH_CONFIG="/nonexistent/openbatch.yaml",
+        AWS_CONFIG_FILE="/nonexistent/aws-config",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/aws-credentials",
+        COLUMNS="200",
+    )
     if server is not None:
         base["OPENBATCH_ENDPOINT_URL"] = server.url
     return subprocess.run(
@@ -377,6 +383,32 @@ def test_error_paths(server: ServerProcess, batch: BatchClient, tmp_path: Path) 
     )
     assert "default" in ok(profiled)
     failed(unknown_profile, 2, "unknown profile 'nope'", "local")
+
+
+@pytest.mark.slow
+def test_requests_are_signed_by_the_aws_credential_chain(tmp_path: Path) -> None:
+    auth_file = tmp_path / "auth.yaml"
+    auth_file.write_text(
+        yaml.safe_dump({"keys": [{"accessKeyId": "AKIDCLI", "secretAccessKey": "cli-secret", "user": "cli"}]})
+    )
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[ops]\naws_access_key_id = AKIDCLI\naws_secret_access_key = cli-secret\n")
+    secured = ServerProcess(tmp_path / "data", auth_file=auth_file, env={"OPENBATCH_GPUS": ""}).start()
+    try:
+        from_env, from_file, unsigned, wrong = (
+            cli(secured, "get", "queues", env=env)
+            for env in (
+                {"AWS_ACCESS_KEY_ID": "AKIDCLI", "AWS_SECRET_ACCESS_KEY": "cli-secret"},
+                {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_PROFILE": "ops"},
+                {},
+                {"AWS_ACCESS_KEY_ID": "AKIDCLI", "AWS_SECRET_ACCESS_KEY": "not-it"},
+            )
+        )
+        assert "default" in ok(from_env) and "default" in ok(from_file)
+        failed(unsigned, 1, "UnrecognizedClientException")
+        failed(wrong, 1, "InvalidSignatureException")
+    finally:
+        secured.stop()
 
 
 def test_server_refuses_a_taken_port_and_help(server: ServerProcess, tmp_path: Path) -> None:
