@@ -140,12 +140,13 @@ def make_job_dir(path: Path) -> None:
     except FileExistsError:
         pass
     except FileNotFoundError:
+        # The engine (ahead of time) and the supervisor (at launch) may both get here at once.
         path.parent.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.mkdir(path.parent, 0o711)
-        except FileExistsError:
-            pass
-        os.mkdir(path)
+        for directory, mode in ((path.parent, 0o711), (path, 0o777)):
+            try:
+                os.mkdir(directory, mode)
+            except FileExistsError:
+                pass
 
 
 def _user_name(uid: int) -> str:
