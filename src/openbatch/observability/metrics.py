@@ -145,6 +145,10 @@ class _Snapshot(Collector):
     def __init__(self, metrics: ServerMetrics) -> None:
         self.metrics = metrics
 
+    def describe(self) -> Iterable[Metric]:
+        # Without describe(), registering calls collect() at once: before the store is migrated.
+        return []
+
     def collect(self) -> Iterable[Metric]:
         m = self.metrics
         jobs_gauge = GaugeMetricFamily("openbatch_jobs", "Jobs by queue and state", labels=["queue", "state"])
