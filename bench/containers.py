@@ -42,6 +42,22 @@ def busybox_rootfs(root: Path) -> Path:
     return root
 
 
+def raw_rate(argv: list[str], n: int = 300, in_flight: int = 8) -> float:
+    """Processes per second started and reaped with ``in_flight`` at once, without any server."""
+    running: set[subprocess.Popen[bytes]] = set()
+    started = 0
+    start = time.perf_counter()
+    while started < n or running:
+        while started < n and len(running) < in_flight:
+            running.add(subprocess.Popen(argv))
+            started += 1
+        pid, status = os.wait()
+        for proc in [proc for proc in running if proc.pid == pid]:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            running.discard(proc)
+    return n / (time.perf_counter() - start)
+
+
 def wait_done(batch: BatchClient, job_id: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,6 +138,12 @@ def main() -> None:
                     print(f"{runtime:>7}: skipped ({why})")
                     continue
             size = (args.podman_size or args.size) if runtime == "podman" else args.size
+            if runtime == "bwrap":
+                # What bubblewrap itself costs here, the same sandbox without OpenBatch: the ceiling for bwrap jobs.
+                sandbox = ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
+                sandbox += ["--unshare-all", "--share-net", "--die-with-parent", "/bin/true"]
+                host, bare = raw_rate(["true"]), raw_rate(sandbox)
+                print(f"         (bare processes, 8 at once: true {host:.0f}/s, bwrap … true {bare:.0f}/s)", flush=True)
             rates[runtime] = bench_runtime(runtime, size, args.max_vcpus, rootfs, scratch)
             base = rates.get("none")
             ratio = f"  {rates[runtime] / base:6.1%} of host processes" if base else ""

@@ -85,7 +85,15 @@ def container_server(
     )
     server = ServerProcess(
         data_dir,
-        extra_args=("--container-runtime", runtime, "--kill-grace-seconds", "2"),
+        # auto takes bubblewrap first where it works: the bwrap server also shows that auto says what it took.
+        extra_args=(
+            "--container-runtime",
+            "auto" if runtime == "bwrap" else runtime,
+            "--kill-grace-seconds",
+            "2",
+            "--log-level",
+            "info",
+        ),
         env={"OPENBATCH_GPUS": ""},
         job_user=None,  # the server's default: nobody under root, mapped to the image's root inside
     ).start()
@@ -150,6 +158,9 @@ def test_job_sees_its_image_environment_and_working_dir(
     assert "uid=0" in lines
     assert "server-files-hidden" in lines
     assert "written" in lines
+    runtime = container_server.extra_args[1]
+    expected = "bwrap" if runtime == "auto" else runtime
+    assert f"container runtime: {expected}" in container_server.log_path.read_text()
     # The image itself is unchanged by what a job wrote.
     as_worker = shell_definition(
         cbatch, "id -u; echo x > /etc/changed && echo root-writable", container={"user": "worker"}
@@ -183,7 +194,7 @@ def test_terminate_and_timeout_leave_no_process(cbatch: BatchClient, cqueue: str
     job = wait_for_status(cbatch, job_id, ["FAILED"], timeout=60)
     assert job["statusReason"] == "stop it"
     timed_out = wait_for_status(cbatch, timed_job, ["FAILED"], timeout=60)
-    assert timed_out["statusReason"].startswith("Job attempt duration exceeded timeout")
+    assert timed_out["statusReason"].startswith("Job attempt duration exceeded timeout"), timed_out["attempts"]
     for marker in (marker_terminate, marker_timeout):
         assert _processes_with(f"sleep\0{marker}") == [] and _processes_with(f"sleep {marker}") == []
 

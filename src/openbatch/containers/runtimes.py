@@ -439,6 +439,10 @@ def _podman(spec: LaunchSpec, c: ContainerLaunch, env: dict[str, str]) -> Prepar
         podman_env=client_env,
         memory_limited=spec.memory_mib is not None,
     )
+    # The attempt's marker on the client too: how a restarted supervisor knows the process is this attempt's.
+    for marker in ("AWS_BATCH_JOB_ID", "AWS_BATCH_JOB_ATTEMPT"):
+        if marker in env:
+            client_env[marker] = env[marker]
     try:
         attempt_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         env_file = attempt_dir / "env"

@@ -12,6 +12,7 @@ from openbatch.config import Settings
 from openbatch.containers import properties, runtimes
 from openbatch.containers.images import ImageStore
 from openbatch.domain.job import Job
+from openbatch.fidelity import multi_container
 from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definition_rules
 
@@ -69,7 +70,10 @@ class ContainerRuntime:
             return
 
         def container_of(job: Job) -> Any:
-            return launcher.launch_of(job.spec.container)
+            container = job.spec.container
+            if multi_container.ECS in container or multi_container.EKS in container:
+                return None  # the runner of an ECS or EKS job's containers runs on the host (README)
+            return launcher.launch_of(container)
 
         engine.container_of = container_of
 
