@@ -13,7 +13,6 @@ from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
-from openbatch.logs.attempt_streams import stream_creator
 from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
 from openbatch.scheduler.capacity import host_memory_mib
@@ -105,8 +104,6 @@ class Runtime:
         usage.live_jobs = engine.jobs
         engine.add_status_listener(usage.on_status_changes)
         self.ctx.listeners.append(engine.resources_changed)
-        # Streams exist from the start of each attempt, as on AWS, even for a job that prints nothing.
-        engine.add_status_listener(stream_creator(self.log_store))
         # Before the hooks: capabilities that hook into the engine may hook into workflows too.
         self.workflows = Workflows(self._jobs, self.store, self.caller, self.settings.data_dir)
         for hook in self.engine_hooks:

@@ -205,7 +205,7 @@ class _Attempt:
         self.proc = proc
         self.pgid = proc.pid
         self.pidfd = pidfd
-        # Created with the first line of output: a silent job costs no file (see LocalExecutor).
+        # Opened with the first line of output: a silent job holds no open file (see LocalExecutor).
         self.writer: LogWriter | None = None
         self.pipes: list[IO[bytes] | None] = [proc.stdout, proc.stderr]
         self.partial = [b"", b""]
@@ -247,10 +247,10 @@ class LocalExecutor:
     limited by ``fork``/``exec`` and log stream creation, not by bookkeeping.
     Output is split into CloudWatch-sized events as it arrives
     and appended to the stream at once; at most one partial line per pipe is
-    held in memory, whatever the job prints. The stream is created with the
-    first line of output, so a job that prints nothing has no stream (creating
-    a file per attempt was the largest cost of running trivial jobs). Empty lines produce no event, as
-    with the ``awslogs`` log driver.
+    held in memory, whatever the job prints. The stream is created (empty) at
+    launch, as on AWS; its writer is opened only with the first line of output,
+    so a silent job holds no file open. Empty lines produce no event, as with
+    the ``awslogs`` log driver.
 
     When the main process exits the rest of its process group is SIGKILLed,
     mirroring a container whose PID 1 exits. The executor makes this process a
@@ -382,6 +382,12 @@ class LocalExecutor:
         except OSError as exc:
             self._abandon(proc, None)
             return self._not_started(loop, on_exit, str(exc))
+        try:
+            # The stream exists once the attempt's process does, as on AWS, even if the job prints nothing.
+            self._log_store.create_stream(self._log_group, spec.log_stream)
+        except OSError:
+            # A full or broken log volume must not stop the job; it runs without its log.
+            logger.exception("creating log stream %s of job %s failed", spec.log_stream, spec.job_id)
         attempt = _Attempt(spec, on_exit, proc, pidfd)
         if container is not None:
             attempt.container = container
