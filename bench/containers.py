@@ -37,7 +37,8 @@ def busybox_rootfs(root: Path) -> Path:
     for applet in subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split():
         if applet != "busybox":
             (root / "bin" / applet).symlink_to("busybox")
-    (root / "etc").mkdir()
+    for directory in ("etc", "proc", "dev", "sys", "tmp"):
+        (root / directory).mkdir()
     (root / "etc" / "os-release").write_text("ID=bench\n")
     return root
 
