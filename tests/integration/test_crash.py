@@ -9,11 +9,11 @@ end while the server is down are collected, and no job process is left behind.
 from __future__ import annotations
 
 import random
-import sys
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,14 @@ def _processes_with(token: str) -> list[int]:
     return pids
 
 
-def run_crash_test(tmp_path: Path, *, target: int, restarts: int, database_url: str | None = None) -> None:
+def run_crash_test(
+    tmp_path: Path,
+    figures: Callable[[str], None],
+    *,
+    target: int,
+    restarts: int,
+    database_url: str | None = None,
+) -> None:
     token = f"OPENBATCH_CRASH_TEST={uuid.uuid4().hex}"
     name, _, value = token.partition("=")
     server = ServerProcess(
@@ -161,12 +168,13 @@ def run_crash_test(tmp_path: Path, *, target: int, restarts: int, database_url: 
             wrong_runs += [child for child in children if runs_per_job[child] != 1]
         elif runs_per_job[job_id] != flow.expected_attempts[job_id]:
             wrong_runs.append(job_id)
-    sys.stdout.write(
-        f"\ncrash test: {flow.jobs} jobs acknowledged ({len(flow.acked)} submissions, {flow.errors} refused while "
-        f"down), {restarts} SIGKILLs, restart to healthy max {max(start_seconds):.2f} s / mean "
-        f"{sum(start_seconds) / len(start_seconds):.2f} s, all done in {elapsed:.1f} s; "
-        f"lost {len(lost)}, not SUCCEEDED {len(failed)}, attempts run twice {len(twice)}, "
-        f"jobs with a wrong number of runs {len(wrong_runs)}, orphan processes {len(orphans)}\n"
+    store = "PostgreSQL" if database_url else "SQLite"
+    figures(
+        f"crash test ({store}): {flow.jobs} jobs acknowledged ({len(flow.acked)} submissions, {flow.errors} "
+        f"refused while down), {restarts} SIGKILLs, restart to healthy max {max(start_seconds):.2f} s / mean "
+        f"{sum(start_seconds) / len(start_seconds):.2f} s, all done in {elapsed:.1f} s; lost {len(lost)}, "
+        f"not SUCCEEDED {len(failed)}, attempts run twice {len(twice)}, jobs with a wrong number of runs "
+        f"{len(wrong_runs)}, orphan processes {len(orphans)}"
     )
     assert not lost
     assert not failed, list(failed.items())[:5]
@@ -175,10 +183,12 @@ def run_crash_test(tmp_path: Path, *, target: int, restarts: int, database_url: 
     assert not orphans
 
 
-def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
-    run_crash_test(tmp_path, target=5000, restarts=20)
+def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, figures: Callable[[str], None]
+) -> None:
+    run_crash_test(tmp_path, figures, target=5000, restarts=20)
 
 
 @pytest.mark.postgres
-def test_sigkill_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    run_crash_test(tmp_path, target=1000, restarts=5, database_url=postgres_url)
+def test_sigkill_on_postgresql(tmp_path: Path, postgres_url: str, figures: Callable[[str], None]) -> None:
+    run_crash_test(tmp_path, figures, target=1000, restarts=5, database_url=postgres_url)

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -136,9 +136,7 @@ async def _flood(url: str, sizes: list[int], concurrency: int) -> Counter[int]:
     return codes
 
 
-def test_a_flood_of_large_bodies_leaves_memory_bounded(
-    server: ServerProcess, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_flood_of_large_bodies_leaves_memory_bounded(server: ServerProcess, figures: Callable[[str], None]) -> None:
     assert server.process is not None
     pid = server.process.pid
     before = _rss_mib(pid)
@@ -152,11 +150,10 @@ def test_a_flood_of_large_bodies_leaves_memory_bounded(
     for _ in range(15):  # given back once idle: the server trims its heap at most once a second
         time.sleep(0.2)
         after_fits = min(after_fits, _rss_mib(pid))
-    with capsys.disabled():
-        print(  # noqa: T201
-            f"\noverload: RSS {before:.0f} MiB before; {after_large:.0f} MiB after 60 bodies of 1-10 MB {dict(large)}; "
-            f"{peak:.0f} MiB right after 120 bodies of 1 MB {dict(fits)}, {after_fits:.0f} MiB once idle"
-        )
+    figures(
+        f"overload: RSS {before:.0f} MiB before; {after_large:.0f} MiB after 60 bodies of 1-10 MB {dict(large)}; "
+        f"{peak:.0f} MiB right after 120 bodies of 1 MB {dict(fits)}, {after_fits:.0f} MiB once idle"
+    )
     assert set(large) == {413}
     assert set(fits) == {200}
     assert httpx.get(f"{server.url}/health").status_code == 200
