@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from openbatch.containers.images import ImageError, ImageStore
-from openbatch.containers.wiring import images_of
 
 app = typer.Typer(help="Images for containerised jobs (--container-runtime bwrap|podman).", no_args_is_help=True)
 
@@ -20,6 +19,9 @@ _DATA_DIR = typer.Option(
 
 
 def _store(data_dir: Path) -> ImageStore:
+    # Imported here: the wiring pulls in the scheduler, which no other command needs at start-up.
+    from openbatch.containers.wiring import images_of
+
     return images_of(data_dir)
 
 
