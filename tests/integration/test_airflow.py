@@ -43,9 +43,10 @@ print("AIRFLOW JOB", operator.execute({}))
 
 def airflow_python() -> Path:
     python = AIRFLOW_VENV / "bin" / "python"
-    ready = subprocess.run([str(python), "-c", "import airflow.providers.amazon"], capture_output=True, check=False)
-    if python.exists() and ready.returncode == 0:
-        return python
+    if python.exists():
+        ready = subprocess.run([str(python), "-c", "import airflow.providers.amazon"], capture_output=True, check=False)
+        if ready.returncode == 0:
+            return python
     subprocess.run([sys.executable, "-m", "venv", str(AIRFLOW_VENV)], check=True)
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", AIRFLOW_REQUIREMENT],
