@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from openbatch.clock import SystemClock
 from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
+from openbatch.executors.local import Sandbox
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
 from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
@@ -79,14 +81,20 @@ class Runtime:
         self.store.migrate()
         if self.settings.create_defaults:
             self._create_defaults()
+        identity = self.settings.job_identity()
+        sandbox = None
+        if identity is None and os.geteuid() != 0 and self.settings.container_runtime == "none":
+            # Jobs share this server's uid: namespaces are what keeps them from its files and memory.
+            sandbox = Sandbox.probe((self.settings.data_dir,))
         executor = SupervisorExecutor(
             self.settings.supervisor_dir,
             self.settings.logs_dir,
             kill_grace_seconds=self.settings.kill_grace_seconds,
-            run_as=self.settings.job_identity(),
+            run_as=identity,
+            sandbox_hidden=sandbox.hidden if sandbox is not None else (),
         )
         await executor.start()
-        self._log_isolation()
+        self._log_isolation(sandboxed=sandbox is not None)
         capacity = ConsumableCapacity(memory_mib=host_memory_mib(), gpus=detect_gpus(), store=self.store)
         self.ctx.listeners.append(capacity.forget)
         usage = EngineConsumableUsage(capacity, self.caller.arns, self.registry)
@@ -128,10 +136,15 @@ class Runtime:
             await self._jobs.engine.stop()
         self.store.close()
 
-    def _log_isolation(self) -> None:
+    def _log_isolation(self, *, sandboxed: bool) -> None:
         """Say plainly which isolation is in force: who jobs run as, and what that hides from them."""
         identity = self.settings.job_identity()
-        if identity is not None:
+        if sandboxed:
+            who = (
+                "this server's user, in bubblewrap: their own PID namespace (the server's processes, "
+                "environment and memory out of sight) and the data dir hidden"
+            )
+        elif identity is not None:
             who = f"uid {identity[0]}: the server's environment, memory and data dir are out of their reach"
         elif self.settings.container_runtime != "none":
             who = (
@@ -140,8 +153,8 @@ class Runtime:
             )
         else:
             who = (
-                "this server's user: they can read what this server can; run the server as root "
-                "(jobs then run as nobody) or jobs in containers (--container-runtime bwrap) to wall them off"
+                "this server's user: they can read what this server can (bubblewrap is not usable here); run "
+                "the server as root (jobs then run as nobody) or jobs in containers to wall them off"
             )
         logger.info(
             "jobs run under the supervisor in %s as %s; working directories in %s",

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import time
@@ -14,7 +15,7 @@ import pytest
 
 from openbatch.executors.base import Executor, ExitInfo, Handle, LaunchSpec
 from openbatch.executors.gpu import detect_gpus
-from openbatch.executors.local import OOM_REASON, LocalExecutor
+from openbatch.executors.local import OOM_REASON, LocalExecutor, Sandbox
 from openbatch.logs.store import MAX_EVENT_BYTES, LogEvent, LogStore
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs pidfd and /proc")
@@ -500,3 +501,31 @@ def test_aclose_kills_running_attempts(tmp_path: Path) -> None:
     assert infos == [ExitInfo(exit_code=128 + signal.SIGKILL)] * 3
     for pid in pids:
         assert_group_gone(pid)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_sandbox_hides_the_server_and_its_files(tmp_path: Path) -> None:
+    secret_dir = tmp_path / "data"
+    secret_dir.mkdir()
+    (secret_dir / "openbatch.db").write_text("server secrets")
+    sandbox = Sandbox.probe((secret_dir,))
+    assert sandbox is not None
+    script = (
+        f"ls -A {secret_dir} | wc -l; cat {secret_dir}/openbatch.db || echo unreadable; "
+        f"[ -e /proc/{os.getpid()} ] && echo sees-the-server || echo server-out-of-sight; pwd; exit 3"
+    )
+
+    async def main() -> tuple[ExitInfo, Harness, LaunchSpec]:
+        h = Harness(tmp_path, sandbox=sandbox)
+        spec = h.spec("sh", "-c", script)
+        info = await h.run(spec, timeout=20)
+        await h.executor.aclose()
+        return info, h, spec
+
+    info, h, spec = run(main(), timeout=60)
+    lines = h.messages(spec)
+    assert info.exit_code == 3
+    assert lines[0].strip() == "0"
+    assert "unreadable" in lines
+    assert "server-out-of-sight" in lines
+    assert lines[-1] == str(spec.working_dir)

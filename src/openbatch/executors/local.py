@@ -7,6 +7,7 @@ import ctypes
 import logging
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -149,6 +150,51 @@ def make_job_dir(path: Path) -> None:
                 pass
 
 
+class Sandbox:
+    """bubblewrap around a host-process job: its own PID namespace (a fresh /proc, so the server's and
+    supervisor's processes, environments and memory are out of sight) and the server's directories
+    hidden under empty tmpfs mounts; the rest of the host's file system is the job's as before.
+
+    For a server that cannot run jobs as another user (it does not run as root): the job shares the
+    server's uid, so only namespaces keep it from the server's files and memory.
+    """
+
+    def __init__(self, hidden: tuple[Path, ...], bwrap: str = "bwrap") -> None:
+        self.hidden = hidden
+        self.bwrap = bwrap
+
+    @classmethod
+    def probe(cls, hidden: tuple[Path, ...]) -> Sandbox | None:
+        """A sandbox if bubblewrap works here (user namespaces allowed), else None."""
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            return None
+        sandbox = cls(hidden, bwrap)
+        try:
+            probe = subprocess.run(sandbox.wrap(("true",), Path("/")), capture_output=True, timeout=10, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return sandbox if probe.returncode == 0 else None
+
+    def wrap(self, command: tuple[str, ...], working_dir: Path) -> tuple[str, ...]:
+        hide = [arg for path in self.hidden for arg in ("--tmpfs", str(path))]
+        return (
+            self.bwrap,
+            "--dev-bind",
+            "/",
+            "/",
+            *hide,
+            "--unshare-pid",
+            "--proc",
+            "/proc",
+            "--die-with-parent",
+            "--chdir",
+            str(working_dir),
+            "--",
+            *command,
+        )
+
+
 def _user_name(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -285,6 +331,7 @@ class LocalExecutor:
         pipe_drain_seconds: float = 1.0,
         reap_orphans: bool = True,
         run_as: tuple[int, int] | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self._log_store = log_store
         self._log_group = log_group
@@ -301,6 +348,8 @@ class LocalExecutor:
         self._closing = False
         self._base_env = job_base_environment()
         self._run_as = run_as
+        self._sandbox = sandbox
+        """Namespaces around host-process jobs when they cannot run as another user (see :class:`Sandbox`)."""
         self._run_as_name = _user_name(run_as[0]) if run_as is not None else None
         """(uid, gid) jobs run as, when it is not this process's own user."""
 
@@ -358,6 +407,8 @@ class LocalExecutor:
                 container = prepare_container(spec, own, self._run_as)
                 command, env = tuple(container.argv), container.env
                 uid, gid = container.run_as if container.run_as is not None else (None, None)
+            elif self._sandbox is not None:
+                command = self._sandbox.wrap(command, spec.working_dir)
             proc = subprocess.Popen(
                 command,
                 cwd=spec.working_dir,

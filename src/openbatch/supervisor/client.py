@@ -63,8 +63,10 @@ class SupervisorExecutor:
         kill_grace_seconds: float = 30.0,
         linger_seconds: float = 5.0,
         run_as: tuple[int, int] | None = None,
+        sandbox_hidden: tuple[Path, ...] = (),
     ) -> None:
         self.state_dir = state_dir
+        self.sandbox_hidden = sandbox_hidden
         self.logs_dir = logs_dir
         self.kill_grace_seconds = kill_grace_seconds
         self.linger_seconds = linger_seconds
@@ -133,6 +135,8 @@ class SupervisorExecutor:
         ]
         if self.run_as is not None:
             command += ["--uid", str(self.run_as[0]), "--gid", str(self.run_as[1])]
+        for path in self.sandbox_hidden:
+            command += ["--sandbox-hide", str(path)]
         # Only what a job may see: the supervisor's environment is the base of every job's.
         environment = job_base_environment()
         for name in ("PYTHONPATH", "OPENBATCH_JOB_ENV", "OPENBATCH_GPUS"):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from openbatch.executors.base import HOST_LOST, ExitInfo, Handle
-from openbatch.executors.local import LocalExecutor
+from openbatch.executors.local import LocalExecutor, Sandbox
 from openbatch.logs.store import LogStore
 from openbatch.supervisor import protocol as p
 from openbatch.supervisor.records import AttemptRecord, AttemptRecords
@@ -41,10 +41,14 @@ class Supervisor:
         kill_grace_seconds: float = 30.0,
         linger_seconds: float = 5.0,
         run_as: tuple[int, int] | None = None,
+        sandbox_hidden: tuple[Path, ...] = (),
     ) -> None:
         self.state_dir = state_dir
         self.records = AttemptRecords(state_dir / "attempts")
-        self.executor = LocalExecutor(LogStore(logs_dir), kill_grace_seconds=kill_grace_seconds, run_as=run_as)
+        sandbox = Sandbox(sandbox_hidden) if sandbox_hidden else None
+        self.executor = LocalExecutor(
+            LogStore(logs_dir), kill_grace_seconds=kill_grace_seconds, run_as=run_as, sandbox=sandbox
+        )
         self.linger_seconds = linger_seconds
         self.handles: dict[str, Handle] = {}
         self.specs: dict[str, dict[str, Any]] = {}
@@ -202,6 +206,7 @@ async def run(args: argparse.Namespace) -> int:
         kill_grace_seconds=args.kill_grace_seconds,
         linger_seconds=args.linger_seconds,
         run_as=run_as,
+        sandbox_hidden=tuple(Path(path) for path in args.sandbox_hide),
     )
     supervisor.recover()
     loop = asyncio.get_running_loop()
@@ -221,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--linger-seconds", type=float, default=5.0)
     parser.add_argument("--uid", type=int, default=None)
     parser.add_argument("--gid", type=int, default=None)
+    parser.add_argument(
+        "--sandbox-hide", action="append", default=[], help="Run jobs in bubblewrap with this directory hidden."
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s supervisor: %(message)s")
     state_dir = Path(args.state_dir)
