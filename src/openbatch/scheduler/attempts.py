@@ -57,7 +57,9 @@ class AttemptsMixin(EngineCore):
         job_id = job.id
         now = self.clock.now_ms()  # before the launch: the process may end before launch() returns
         running.handle = self.executor.launch(self.launch_spec(job, running.gpu_ids), partial(self._on_exit, job_id))
-        if job.current is not None:
+        if job.current is not None and running.handle.pid > 0:
+            # Known at once for an in-process executor (a lost attempt's group is killed by it at
+            # start-up); the supervisor's executor learns its pid later and re-attaches by key instead.
             job.current.pid = running.handle.pid
         if job.status is S.STARTING:
             self._set(job, lambda j: t.start(j, now))

@@ -28,7 +28,6 @@ __all__ = ["StatusChange"]
 from openbatch.domain.resources import FairsharePolicy
 from openbatch.domain.states import TERMINAL, JobStatus
 from openbatch.executors.base import Executor, Handle
-from openbatch.executors.local import make_job_dir
 from openbatch.scheduler.capacity import Capacity
 from openbatch.scheduler.fairshare import FairshareQueue
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
@@ -226,11 +225,9 @@ class EngineCore:
         self._on_terminal(job)
 
     def _enqueue(self, job: Job) -> None:
-        """A job became RUNNABLE: queue it, and have its working directory made off the event loop
-        (creating a directory costs more than starting a process on some file systems)."""
+        """A job became RUNNABLE: queue it. (Its working directory is made by the executor at launch,
+        in the supervisor's process, off this event loop.)"""
         self._queue_of(job).push(job)
-        if not job.attempts:
-            self._janitor.submit(_make_dirs, self.work_dir_of(job.id))
 
     def _queue_of(self, job: Job) -> RunnableQueue:
         queue = self.runnable.get(job.spec.queue)
@@ -287,13 +284,6 @@ class EngineCore:
 
     def _after_commit(self) -> None:
         """Work that must wait until the state it follows from is durable (see ``attempts.py``)."""
-
-
-def _make_dirs(path: Path) -> None:
-    try:
-        make_job_dir(path)
-    except OSError:
-        logger.warning("could not create working directory %s", path)
 
 
 def _remove_empty_dir(path: Path) -> None:
