@@ -155,6 +155,7 @@ def server(
     smtp_password: str | None = typer.Option(None, envvar="OPENBATCH_SMTP_PASSWORD", help="SMTP password."),
 ) -> None:
     """Run the API server, scheduler and local executor in one process."""
+    from openbatch import instance
     from openbatch.observability.logging import FORMATS, configure
     from openbatch.server import listen, serve
 
@@ -194,6 +195,12 @@ def server(
         raise typer.Exit(2) from None
     if identity is None and os.geteuid() == 0:
         typer.echo("warning: jobs run as root, with access to this server's files", err=True)
+    try:
+        # Before the port and before any job is read: a second server here would take the first one's jobs.
+        instance.claim(settings)
+    except instance.DataDirInUse as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     try:
         sock = listen(host, port)
     except OSError as exc:
