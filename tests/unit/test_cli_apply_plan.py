@@ -10,6 +10,7 @@ import pytest
 from openbatch.cli import common
 from openbatch.cli.jobs_cmd import retry_request
 from openbatch.cli.resources_cmd import _covered, _normal_definition, _plan_compute_environment, _prune
+from openbatch.cli.workflow_resources import _changed_fields, _schedule_definition, problems_of
 
 DESCRIBED_DEFINITION: dict[str, Any] = {
     "jobDefinitionName": "d",
@@ -142,3 +143,31 @@ def test_retry_resubmits_the_same_spec_without_batch_variables() -> None:
             "resourceRequirements": [{"type": "VCPU", "value": "2"}],
         },
     }
+
+
+def test_a_changed_workflow_names_the_steps_that_changed() -> None:
+    current = {"name": "w", "steps": {"a": {"command": ["true"]}, "b": {"command": ["false"]}}}
+    desired = {"name": "w", "parameters": {"x": "1"}, "steps": {"a": {"command": ["true"]}, "c": {"command": ["x"]}}}
+    assert _changed_fields(desired, current) == ["parameters", "steps.b", "steps.c"]
+    assert _changed_fields(current, current) == []
+
+
+def test_a_schedule_compares_with_the_servers_defaults_filled_in() -> None:
+    given = {"name": "s", "cron": "0 2 * * *", "workflow": "w", "state": "PAUSED"}
+    assert _schedule_definition(given) == {
+        "cron": "0 2 * * *",
+        "workflow": "w",
+        "timezone": "UTC",
+        "missedRunPolicy": "RUN_ONCE",
+        "parameters": {},
+    }
+
+
+def test_bad_workflow_and_schedule_documents_are_found_before_the_server_is_asked() -> None:
+    assert problems_of("Workflow", {"name": "w", "steps": {"a": {"command": ["true"]}}}) == []
+    [missing] = problems_of("Workflow", {"name": "w", "steps": {"a": {"command": ["true"], "dependsOn": ["z"]}}})
+    assert "steps.a.dependsOn" in missing
+    assert problems_of("Schedule", {"name": "s", "cron": "* * * * *", "workflow": "w", "job": {}, "state": "ON"}) == [
+        "needs exactly one of workflow (a workflow's name) or job (a SubmitJob request)",
+        "state must be ENABLED or PAUSED; got 'ON'",
+    ]

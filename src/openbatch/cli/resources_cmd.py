@@ -1,5 +1,5 @@
-"""``openbatch apply/get/describe/delete``: compute environments, job queues, job definitions and
-scheduling policies as files, kubectl-style.
+"""``openbatch apply/get/describe/delete``: compute environments, job queues, job definitions,
+scheduling policies, workflows and schedules as files, kubectl-style.
 
 A resource file is a YAML stream; each document is ``kind:`` plus the fields of AWS's
 create/register request for that kind, so what is written for boto3 or CloudFormation
@@ -12,7 +12,8 @@ carries over::
 
 ``apply`` is idempotent: it creates what is missing, updates only the fields that
 differ (Update*), and registers a new job definition revision only when the
-definition differs from the latest active one.
+definition differs from the latest active one. Workflows and schedules (``kind: Workflow``,
+``kind: Schedule``) go to the native workflow API; see :mod:`openbatch.cli.workflow_resources`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import yaml
 from botocore.validate import ParamValidator
 
 from openbatch.cli import common
-from openbatch.cli.common import CliError, EndpointOption, OutputOption, ProfileOption, usage
+from openbatch.cli import workflow_resources as native
+from openbatch.cli.common import CliError, EndpointOption, OutputOption, ProfileOption, Target, usage
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -43,6 +45,8 @@ class Kind:
     aliases: tuple[str, ...]
     name_field: str
     create_operation: str
+    native: bool = False
+    """Served by the native workflow API rather than the Batch API."""
 
 
 COMPUTE_ENVIRONMENT = Kind(
@@ -69,15 +73,21 @@ SCHEDULING_POLICY = Kind(
     "name",
     "CreateSchedulingPolicy",
 )
-KINDS = (SCHEDULING_POLICY, COMPUTE_ENVIRONMENT, JOB_QUEUE, JOB_DEFINITION)
-"""In the order ``apply`` works through them: what a queue refers to exists before the queue."""
+WORKFLOW = Kind(native.WORKFLOW, ("workflow", "workflows", "wf"), "name", "RegisterWorkflow", native=True)
+SCHEDULE = Kind(native.SCHEDULE, ("schedule", "schedules"), "name", "CreateSchedule", native=True)
+KINDS = (SCHEDULING_POLICY, COMPUTE_ENVIRONMENT, JOB_QUEUE, JOB_DEFINITION, WORKFLOW, SCHEDULE)
+"""In the order ``apply`` works through them: what a queue refers to exists before the queue, the job
+definitions a workflow's steps name before the workflow, a schedule's workflow before the schedule."""
 JOB_ALIASES = ("job", "jobs")
-KIND_HELP = "ce | queue | jd | sp (or ComputeEnvironment, JobQueue, JobDefinition, SchedulingPolicy), or job"
+KIND_HELP = (
+    "ce | queue | jd | sp | workflow | schedule (or ComputeEnvironment, JobQueue, JobDefinition, "
+    "SchedulingPolicy, Workflow, Schedule), or job"
+)
 
 
 def complete_kind(incomplete: str) -> list[str]:
     """Shell completion for KIND."""
-    words = ["ce", "queue", "jd", "sp", "job", *(k.name for k in KINDS)]
+    words = ["ce", "queue", "jd", "sp", "workflow", "schedule", "job", *(k.name for k in KINDS)]
     return [w for w in words if w.lower().startswith(incomplete.lower())]
 
 
@@ -209,13 +219,19 @@ def load_documents(path: Path, batch: BatchClient) -> list[Document]:
         if not isinstance(body.get(kind.name_field), str) or not body[kind.name_field]:
             problems.append(f"{where}: {kind.name} needs {kind.name_field}")
             continue
-        shape = batch.meta.service_model.operation_model(kind.create_operation).input_shape
-        assert shape is not None
-        report = validator.validate(body, shape)
-        if report.has_errors():
-            detail = " ".join(report.generate_report().split())
-            problems.append(f"{where} ({kind.name}/{body[kind.name_field]}): {detail}")
-            continue
+        if kind.native:
+            found = native.problems_of(kind.name, body)
+            if found:
+                problems.append(f"{where} ({kind.name}/{body[kind.name_field]}): {'; '.join(found)}")
+                continue
+        else:
+            shape = batch.meta.service_model.operation_model(kind.create_operation).input_shape
+            assert shape is not None
+            report = validator.validate(body, shape)
+            if report.has_errors():
+                detail = " ".join(report.generate_report().split())
+                problems.append(f"{where} ({kind.name}/{body[kind.name_field]}): {detail}")
+                continue
         document = Document(kind, body, where)
         if document.label in seen:
             problems.append(f"{where}: {document.label} appears twice")
@@ -360,8 +376,13 @@ def _wait_settled(read: Callable[[], dict[str, Any] | None], label: str) -> dict
         time.sleep(_POLL_SECONDS)
 
 
-def apply_document(batch: BatchClient, document: Document, *, dry_run: bool) -> Change:
+def apply_document(batch: BatchClient, document: Document, *, dry_run: bool, target: Target | None = None) -> Change:
     kind, body, label = document.kind, dict(document.body), document.label
+    if kind.native:
+        api = native.NativeApi(target or common.resolve(None, None))
+        apply_native = native.apply_workflow if kind is WORKFLOW else native.apply_schedule
+        outcome = apply_native(api, body, dry_run=dry_run)
+        return Change(label, outcome.action, outcome.fields)
     current = find(batch, kind, document.name)
     if kind is JOB_DEFINITION:
         if current is not None and _normal_definition(body) == _normal_definition(current):
@@ -420,8 +441,10 @@ def apply(
     """Create or update the resources in a file; only what differs is changed.
 
     Each document is `kind:` (ComputeEnvironment, JobQueue, JobDefinition, SchedulingPolicy)
-    plus the fields of AWS's create/register request. An unchanged job definition registers
-    no new revision.
+    plus the fields of AWS's create/register request; or `kind: Workflow` plus the workflow
+    file's fields, or `kind: Schedule` plus name, cron, workflow or job, and optionally
+    timezone, parameters, missedRunPolicy and state (ENABLED or PAUSED). An unchanged job
+    definition or workflow registers no new revision.
     """
     with common.reported():
         target = common.resolve(endpoint_url, profile)
@@ -432,7 +455,7 @@ def apply(
         changes: list[Change] = []
         try:
             for document in documents:
-                changes.append(apply_document(batch, document, dry_run=dry_run))
+                changes.append(apply_document(batch, document, dry_run=dry_run, target=target))
                 if output == "table":
                     _print_change(changes[-1], dry_run)
         finally:
@@ -538,6 +561,9 @@ def get(
             jobs_cmd.list_jobs_to(target, output=output, queue=None, statuses=[], name=name, array_job_id=None)
             return
         kind = kind_of(kind_text)
+        if kind.native:
+            _get_native(target, kind, name, output)
+            return
         batch = common.batch_client(target)
         if name is None:
             items = list_of(batch, kind)
@@ -559,6 +585,19 @@ def get(
             common.stderr.print(f"no {kind.name} resources")
             return
         common.table(columns, rows)
+
+
+def _get_native(target: Target, kind: Kind, name: str | None, output: str) -> None:
+    api = native.NativeApi(target)
+    items = native.list_of(api, kind.name) if name is None else [native.require(api, kind.name, name)]
+    if output in ("json", "yaml"):
+        common.dump(items if name is None else items[0], output)
+        return
+    columns, rows = native.rows(kind.name, items, output == "wide")
+    if not rows:
+        common.stderr.print(f"no {kind.name} resources")
+        return
+    common.table(columns, rows)
 
 
 def describe(
@@ -584,6 +623,9 @@ def describe(
             common.dump(jobs_cmd.require_job(common.batch_client(target), job_id), output)
             return
         kind = kind_of(first)
+        if kind.native:
+            common.dump(native.require(native.NativeApi(target), kind.name, name), output)
+            return
         common.dump(require(common.batch_client(target), kind, name), output)
 
 
@@ -603,10 +645,16 @@ def delete(
     endpoint_url: str | None = EndpointOption,
     profile: str | None = ProfileOption,
 ) -> None:
-    """Delete a resource. Compute environments and job queues are disabled first, as AWS requires."""
+    """Delete a resource. Compute environments and job queues are disabled first, as AWS requires.
+
+    Deleting a workflow removes every revision (its runs stay); it is refused while a schedule names it.
+    """
     with common.reported():
         target = common.resolve(endpoint_url, profile)
         kind = kind_of(kind_text)
+        if kind.native:
+            common.stdout.print(native.delete(native.NativeApi(target), kind.name, name))
+            return
         batch = common.batch_client(target)
         current = require(batch, kind, name)
         label = f"{kind.name}/{common.name_of(name)}"

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from openbatch.api.errors import response_for
-from openbatch.domain.errors import NotFound, ValidationError
+from openbatch.domain.errors import ClientError, NotFound, ValidationError
 from openbatch.workflows.spec import WorkflowValidationError
 
 if TYPE_CHECKING:
@@ -132,6 +132,14 @@ def routes(workflows: Callable[[], WorkflowService], schedules: Callable[[], Sch
             raise ValidationError("revision must be a number")
         return workflows().describe_definition(request.path_params["name"], int(revision) if revision else None)
 
+    async def delete_definition(request: Request) -> Any:
+        name = request.path_params["name"]
+        users = sorted(item["name"] for item in schedules().list() if item.get("workflow") == name)
+        if users:
+            raise ClientError(f"Workflow {name} is used by schedule(s) {', '.join(users)}: delete them first")
+        workflows().delete_definition(name)
+        return {}
+
     async def start_run(request: Request) -> Any:
         body = await _body(request)
         revision = body.get("revision")
@@ -174,6 +182,12 @@ def routes(workflows: Callable[[], WorkflowService], schedules: Callable[[], Sch
     async def list_schedules(request: Request) -> Any:
         return {"schedules": schedules().list()}
 
+    async def describe_schedule(request: Request) -> Any:
+        return schedules().describe(request.path_params["name"])
+
+    async def update_schedule(request: Request) -> Any:
+        return schedules().update(request.path_params["name"], await _body(request))
+
     async def pause_schedule(request: Request) -> Any:
         return schedules().set_state(request.path_params["name"], "PAUSED")
 
@@ -194,6 +208,7 @@ def routes(workflows: Callable[[], WorkflowService], schedules: Callable[[], Sch
         Route(f"{base}/definitions", endpoint("RegisterWorkflow", register), methods=["POST"]),
         Route(f"{base}/definitions", endpoint("ListWorkflows", list_definitions), methods=["GET"]),
         Route(f"{base}/definitions/{{name}}", endpoint("DescribeWorkflow", describe_definition), methods=["GET"]),
+        Route(f"{base}/definitions/{{name}}", endpoint("DeleteWorkflow", delete_definition), methods=["DELETE"]),
         Route(f"{base}/runs", endpoint("StartWorkflowRun", start_run), methods=["POST"]),
         Route(f"{base}/runs", endpoint("ListWorkflowRuns", list_runs), methods=["GET"]),
         Route(f"{base}/runs/{{run_id}}", endpoint("DescribeWorkflowRun", describe_run), methods=["GET"]),
@@ -203,6 +218,8 @@ def routes(workflows: Callable[[], WorkflowService], schedules: Callable[[], Sch
         Route(f"{base}/schedules", endpoint("ListSchedules", list_schedules), methods=["GET"]),
         Route(f"{base}/schedules/{{name}}/pause", endpoint("PauseSchedule", pause_schedule), methods=["POST"]),
         Route(f"{base}/schedules/{{name}}/resume", endpoint("ResumeSchedule", resume_schedule), methods=["POST"]),
+        Route(f"{base}/schedules/{{name}}", endpoint("DescribeSchedule", describe_schedule), methods=["GET"]),
+        Route(f"{base}/schedules/{{name}}", endpoint("UpdateSchedule", update_schedule), methods=["PUT"]),
         Route(f"{base}/schedules/{{name}}", endpoint("DeleteSchedule", delete_schedule), methods=["DELETE"]),
     ]
 
@@ -293,6 +310,12 @@ OPENAPI: dict[str, Any] = {
                 not_found=True,
                 params=[_path_param("name"), _query("revision", "integer")],
             ),
+            "delete": _op(
+                "Delete a workflow (every revision; its runs stay). Refused while a schedule names it.",
+                "Empty",
+                params=[_path_param("name")],
+                not_found=True,
+            ),
         },
         "/api/workflows/runs": {
             "post": _op("Start a run", "Run", body="StartRun"),
@@ -339,7 +362,15 @@ OPENAPI: dict[str, Any] = {
             "post": _op("Resume a schedule", "Schedule", params=[_path_param("name")], not_found=True)
         },
         "/api/workflows/schedules/{name}": {
-            "delete": _op("Delete a schedule", "Empty", params=[_path_param("name")], not_found=True)
+            "get": _op("Describe a schedule", "Schedule", params=[_path_param("name")], not_found=True),
+            "put": _op(
+                "Replace a schedule's definition (its state and history stay)",
+                "Schedule",
+                body="CreateSchedule",
+                params=[_path_param("name")],
+                not_found=True,
+            ),
+            "delete": _op("Delete a schedule", "Empty", params=[_path_param("name")], not_found=True),
         },
     },
     "components": {

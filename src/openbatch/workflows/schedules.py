@@ -55,11 +55,8 @@ class ScheduleService:
 
     # --- API --------------------------------------------------------------------------
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        name = body.get("name")
-        if not isinstance(name, str):
-            raise ValidationError("name is required")
-        check_name("Schedule", name)
+    def _checked(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The schedule's definition from a create/update request, every field checked."""
         cron = body.get("cron")
         if not isinstance(cron, str) or not croniter.is_valid(cron):
             raise ValidationError(f"cron {cron!r} is not a valid cron expression (5 fields, or 6 with seconds last)")
@@ -88,25 +85,50 @@ class ScheduleService:
             if not isinstance(job, dict):
                 raise ValidationError("job must be a SubmitJob request object")
             s.SubmitJob.model_validate({**job, "parameters": {**(job.get("parameters") or {}), **params}})
+        return {
+            "cron": cron,
+            "timezone": timezone,
+            "workflow": workflow,
+            "job": job,
+            "parameters": params,
+            "missedRunPolicy": policy,
+        }
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body.get("name")
+        if not isinstance(name, str):
+            raise ValidationError("name is required")
+        check_name("Schedule", name)
+        spec = self._checked(body)
         now = self._now()
         row = ScheduleRow(
             name=name,
             state="ENABLED",
-            next_fire_at=next_fire(cron, timezone, now),
-            body={
-                "cron": cron,
-                "timezone": timezone,
-                "workflow": workflow,
-                "job": job,
-                "parameters": params,
-                "missedRunPolicy": policy,
-                "createdAt": now,
-                "missedRuns": 0,
-            },
+            next_fire_at=next_fire(spec["cron"], spec["timezone"], now),
+            body={**spec, "createdAt": now, "missedRuns": 0},
         )
         self.store.insert_schedule(row)
         self._wake.set()
         return _view(row)
+
+    def update(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Replace a schedule's definition; its state and history (last firing, missed runs) stay.
+
+        The next firing is recomputed from now when the cron expression or time zone changed."""
+        row = self._get(name)
+        if body.get("name") not in (None, name):
+            raise ValidationError(f"name {body.get('name')!r} does not match the schedule {name}")
+        spec = self._checked(body)
+        next_at = row.next_fire_at
+        if (spec["cron"], spec["timezone"]) != (row.body["cron"], row.body["timezone"]) and row.state == "ENABLED":
+            next_at = next_fire(spec["cron"], spec["timezone"], self._now())
+        updated = ScheduleRow(row.name, row.state, next_at, {**row.body, **spec})
+        self.store.update_schedule(updated)
+        self._wake.set()
+        return _view(updated)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return _view(self._get(name))
 
     def list(self) -> list[dict[str, Any]]:
         return [_view(row) for row in self.store.list_schedules()]

@@ -295,6 +295,11 @@ class WorkflowService:
             raise NotFound(f"Workflow {name}{'' if revision is None else f':{revision}'} does not exist")
         return {"name": row.name, "revision": row.revision, "createdAt": row.created_at, "document": row.body}
 
+    def delete_definition(self, name: str) -> None:
+        """Delete every revision of a workflow; its runs (which keep their document) stay."""
+        if self.store.delete_definition(name) == 0:
+            raise NotFound(f"Workflow {name} does not exist")
+
     def list_definitions(self) -> list[dict[str, Any]]:
         return [
             {"name": r.name, "revision": r.revision, "createdAt": r.created_at, "stepCount": len(r.body["steps"])}

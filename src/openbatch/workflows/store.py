@@ -140,6 +140,12 @@ class WorkflowStore:
             rows = conn.execute(query).fetchall()
         return [DefinitionRow(r.name, r.revision, r.created_at, json.loads(r.body)) for r in rows]
 
+    def delete_definition(self, name: str) -> int:
+        """Remove every revision of ``name``; how many there were. Runs keep their own copy of the document."""
+        t = workflow_definitions
+        with self.engine.begin() as conn:
+            return int(conn.execute(t.delete().where(t.c.name == name)).rowcount)
+
     # --- runs and steps ----------------------------------------------------------------
 
     def insert_run(self, run: RunRow, steps: Sequence[StepRow], outbox: Sequence[OutboxEntry] = ()) -> None:
