@@ -20,6 +20,8 @@ from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
+from openbatch.console import FEED_PATH, RootRedirect
+from openbatch.console import install as install_console
 from openbatch.containers import wiring as containers
 from openbatch.events.install import install as install_events
 from openbatch.fidelity import task_metadata
@@ -55,12 +57,15 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
         extra_routes=[
+            *install_console(runtime.engine_hooks),
             *events.routes,
             *workflow_routes(runtime.started_workflows),
             *task_metadata.routes(lambda: runtime.jobs, settings.region, settings.account_id),
         ],
     )
     app.add_middleware(RequestLog)
+    # Outside authentication: a browser opening / is sent to the console page, which is public.
+    app.add_middleware(RootRedirect)
     broker = install_auth(app, runtime.ctx, settings)
     if broker is not None:
         runtime.engine_hooks.append(lambda engine: attach_job_roles(broker, engine))
@@ -69,6 +74,8 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         RequestLimits,
         max_body_bytes=settings.max_request_bytes,
         max_concurrent=settings.max_concurrent_requests,
+        # A job feed stays open as long as its page: it must not hold one of the slots for requests.
+        exempt=("/health", FEED_PATH),
     )
     return app, runtime
 

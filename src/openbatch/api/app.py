@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, unquote
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from openbatch.api.auth import Authenticator
@@ -42,7 +42,7 @@ def create_app(
     authenticator: Authenticator,
     *,
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
-    extra_routes: list[Route] | None = None,
+    extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
     async def dispatch(request: Request) -> Response:
         raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
@@ -106,7 +106,7 @@ def create_app(
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    routes = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
+    routes: list[BaseRoute] = [Route("/health", health, methods=["GET"]), *(extra_routes or [])]
     # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
     routes.append(Route("/{path:path}", _AnyMethod(dispatch)))
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -122,6 +122,7 @@ _NATIVE: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", r"/api/openapi\.json", "GetOpenApi"),
         ("GET", r"/openbatch/deliveries", "ListDeliveries"),
         ("GET", r"/metrics", "GetMetrics"),
+        ("GET", r"/api/jobs/events", "StreamJobEvents"),
     )
 ]
 

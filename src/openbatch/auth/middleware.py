@@ -31,6 +31,7 @@ from openbatch.auth.errors import (
 )
 from openbatch.auth.policy import Outcome, Policy
 from openbatch.auth.sigv4 import HttpRequest, SignedRequest, check_time, parse, parse_query, verify
+from openbatch.console import console_files
 from openbatch.events.signing import CERT_FILE
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ fetch the signing certificate unsigned, as they do from AWS."""
 SNS_LINK_ACTIONS = ("ConfirmSubscription", "Unsubscribe")
 """The SubscribeURL and UnsubscribeURL in SNS messages are followed unsigned (the token or the
 subscription ARN is the credential), as on AWS."""
+CONSOLE_FILES = console_files()
+"""The web console's static files (HTML, CSS, scripts), by exact path: the page is public, every call
+it makes is signed."""
 LOOPBACK_PUBLIC = {("GET", "/metrics")}
 """Prometheus cannot sign requests: metrics are open to scrapers on this host, signed from elsewhere."""
 LOOPBACK_PUBLIC_PREFIXES = ("/ecs/v4/",)
@@ -182,6 +186,8 @@ class SigV4Middleware:
 def _is_public(scope: MutableMapping[str, Any], query: list[tuple[str, str]]) -> bool:
     route = (scope["method"], scope["path"])
     if route in PUBLIC:
+        return True
+    if route[0] in ("GET", "HEAD") and route[1] in CONSOLE_FILES:
         return True
     if route == ("GET", "/"):
         # Exactly one Action: with several, the route might act on another one than we checked.
