@@ -11,6 +11,7 @@ import httpx
 import pytest
 import yaml
 
+from openbatch.cli.background import free_port
 from tests.integration.test_cli_commands import cli, cli_all, failed, ok
 from tests.support import ServerProcess, unique, wait_for
 
@@ -154,14 +155,17 @@ def test_apply_workflow_error_paths(server: ServerProcess, tmp_path: Path) -> No
     )
     no_workflow = _write(tmp_path / "no-workflow.yaml", [_schedule(schedule, unique("ghost"), "0 2 * * *")])
     bad_cron = _write(tmp_path / "bad-cron.yaml", [_schedule(schedule, flow, "every day")])
-    bad_file, unknown_workflow, unknown_schedule, delete_unknown, apply_ghost = cli_all(
+    down = f"http://127.0.0.1:{free_port()}"
+    bad_file, unknown_workflow, unknown_schedule, delete_unknown, apply_ghost, unreachable = cli_all(
         server,
         ["apply", "-f", str(bad_flow)],
         ["describe", "workflow", "no-such-flow"],
         ["get", "schedule", "no-such-schedule"],
         ["delete", "schedule", "no-such-schedule"],
         ["apply", "-f", str(no_workflow)],
+        ["get", "workflows", "--endpoint-url", down],
     )
+    failed(unreachable, 1, f"cannot reach OpenBatch at {down}", "is `openbatch server` running?")
     stderr = failed(bad_file, 2, f"{bad_flow} is not a valid resource file", "dependsOn")
     assert "needs exactly one of workflow" in stderr and "unknown field 'colour'" in stderr
     failed(unknown_workflow, 1, "Workflow 'no-such-flow' not found")

@@ -19,7 +19,7 @@ from openbatch.cli.reference import command_tree, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-COMMANDS = {path: cmd for path, cmd, _ in command_tree(app)}
+COMMANDS = dict(command_tree(app))
 
 
 def _pages() -> dict[Path, str]:

@@ -14,18 +14,16 @@ from typing import Any
 import typer
 
 
-def command_tree(app: typer.Typer, root: str = "openbatch") -> Iterator[tuple[str, Any, Any]]:
-    """``(path, command, context)`` for the root and every command under it, depth first, hidden ones left out."""
-    command = typer.main.get_command(app)
+def command_tree(app: typer.Typer, root: str = "openbatch") -> Iterator[tuple[str, Any]]:
+    """``(path, command)`` for the root and every command under it, depth first, hidden ones left out."""
 
-    def walk(path: str, cmd: Any, parent: Any) -> Iterator[tuple[str, Any, Any]]:
-        ctx = cmd.context_class(cmd, info_name=path.rsplit(" ", 1)[-1], parent=parent)
-        yield path, cmd, ctx
+    def walk(path: str, cmd: Any) -> Iterator[tuple[str, Any]]:
+        yield path, cmd
         for name, sub in sorted(getattr(cmd, "commands", {}).items()):
             if not getattr(sub, "hidden", False):
-                yield from walk(f"{path} {name}", sub, ctx)
+                yield from walk(f"{path} {name}", sub)
 
-    yield from walk(root, command, None)
+    yield from walk(root, typer.main.get_command(app))
 
 
 def _cell(text: str) -> str:
@@ -45,22 +43,38 @@ def _default(param: Any) -> str:
     return f"`{value}`"
 
 
+def _metavar(argument: Any) -> str:
+    return str(argument.metavar or str(argument.name).upper())
+
+
+def _usage(path: str, cmd: Any, arguments: list[Any]) -> str:
+    """The usage line as --help prints it: options, then each argument (optional ones in brackets)."""
+    words = [path, "[OPTIONS]"]
+    for argument in arguments:
+        word = _metavar(argument)
+        if argument.nargs == -1 and "..." not in word:
+            word += "..."
+        words.append(word if argument.required or word.startswith("[") else f"[{word}]")
+    if getattr(cmd, "commands", None):
+        words += ["COMMAND", "[ARGS]..."]
+    return " ".join(words)
+
+
 def render(app: typer.Typer, root: str = "openbatch") -> str:
     """Markdown: a section per command with its usage, description, arguments and options."""
     sections: list[str] = []
-    for path, cmd, ctx in command_tree(app, root):
+    for path, cmd in command_tree(app, root):
         level = "#" * min(2 + path.count(" "), 4)
         lines = [f"{level} `{path}`", ""]
         if cmd.help:
             lines += [cmd.help.strip(), ""]
-        usage = " ".join(cmd.collect_usage_pieces(ctx))
-        lines += ["```text", f"{path} {usage}".rstrip(), "```", ""]
         arguments = [p for p in cmd.params if p.param_type_name == "argument"]
+        lines += ["```text", _usage(path, cmd, arguments), "```", ""]
         options = [p for p in cmd.params if p.param_type_name == "option" and not getattr(p, "hidden", False)]
         if arguments:
             lines += ["| Argument | Description |", "| --- | --- |"]
             for p in arguments:
-                name = p.metavar or str(p.name).upper()
+                name = _metavar(p)
                 required = "" if p.required else " (optional)"
                 lines.append(f"| `{name}` | {_cell(getattr(p, 'help', None) or '')}{required} |")
             lines.append("")
