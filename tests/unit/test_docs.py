@@ -12,10 +12,14 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
+import yaml
 
 from openbatch.cli.main import app
 from openbatch.cli.reference import command_tree, render
+from openbatch.cli.resources_cmd import load_documents
+from openbatch.workflows.spec import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -97,6 +101,28 @@ def test_every_command_line_in_the_docs_exists() -> None:
             checked += 1
     assert not problems, "\n".join(problems)
     assert checked > 50  # the pages do show commands; the parsing found them
+
+
+def test_every_resource_file_and_workflow_in_the_docs_is_valid(tmp_path: Path) -> None:
+    """YAML examples with ``kind:`` pass apply's checks (AWS's request model, the workflow rules);
+    workflow files (``name`` and ``steps``) pass the workflow validation."""
+    # Only the service model is used; nothing is sent.
+    batch: Any = botocore.session.Session().create_client(
+        "batch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    resource_files = workflows = 0
+    for page, text in _pages().items():
+        for number, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, re.S)):
+            documents = [d for d in yaml.safe_load_all(block) if d is not None]
+            if all(isinstance(d, dict) and "kind" in d for d in documents):
+                path = tmp_path / f"{page.stem}-{number}.yaml"
+                path.write_text(block)
+                load_documents(path, batch)  # raises, with every problem, when a document is invalid
+                resource_files += 1
+            elif len(documents) == 1 and {"name", "steps"} <= set(documents[0]):
+                validate(documents[0])
+                workflows += 1
+    assert resource_files >= 2 and workflows >= 1
 
 
 @pytest.mark.parametrize(
