@@ -79,12 +79,13 @@ def render(app: typer.Typer, root: str = "openbatch") -> str:
                 lines.append(f"| `{name}` | {_cell(getattr(p, 'help', None) or '')}{required} |")
             lines.append("")
         if options:
-            lines += ["| Option | Description | Environment | Default |", "| --- | --- | --- | --- |"]
+            lines += ["| Option | Description | Default |", "| --- | --- | --- |"]
             for p in options:
                 names = ", ".join(f"`{o}`" for o in [*p.opts, *p.secondary_opts])
                 envvar = p.envvar if isinstance(p.envvar, str) else ", ".join(p.envvar or [])
                 described = _cell(p.help or "") + (" (required)" if p.required else "")
-                lines.append(f"| {names} | {described} | {f'`{envvar}`' if envvar else ''} | {_default(p)} |")
+                described += f" Environment: `{envvar}`." if envvar else ""
+                lines.append(f"| {names} | {described} | {_default(p)} |")
             lines.append("")
         if cmd.epilog:
             lines += [_cell(cmd.epilog) if "\n" not in cmd.epilog else "```text\n" + cmd.epilog.strip() + "\n```", ""]
