@@ -124,7 +124,14 @@ def test_multinode_definition(batch: BatchClient) -> None:
     assert register(batch, name, type="multinode", containerProperties=None, nodeProperties=nodes)["revision"] == 1
     definition = describe(batch, jobDefinitionName=name)[0]
     assert definition["type"] == "multinode"
-    assert definition["nodeProperties"] == nodes
+    # Each node range's container is shown with AWS's defaults filled in, as a container definition's is.
+    shown = definition["nodeProperties"]
+    assert (shown["numNodes"], shown["mainNode"]) == (2, 0)
+    (group,) = shown["nodeRangeProperties"]
+    assert group["targetNodes"] == "0:1"
+    shown_container = group["container"]
+    assert (shown_container["image"], shown_container["vcpus"], shown_container["memory"]) == ("busybox", 1, 64)
+    assert shown_container["environment"] == shown_container["mountPoints"] == shown_container["volumes"] == []
     assert "containerProperties" not in definition
 
 

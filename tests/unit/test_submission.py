@@ -339,6 +339,17 @@ def test_invalid_job_names(name: str) -> None:
 # --- build_spec -------------------------------------------------------------------------
 
 
+_MULTINODE = make_definition(
+    type="multinode",
+    containerProperties=None,
+    nodeProperties={
+        "numNodes": 2,
+        "mainNode": 0,
+        "nodeRangeProperties": [{"targetNodes": ":", "container": {"image": "busybox", "command": ["true"]}}],
+    },
+)
+
+
 def _spec(**members: Any) -> Any:
     definition = members.pop("definition", None) or make_definition()
     return sub.build_spec(make_submit(**members), make_queue(), definition, ())
@@ -400,9 +411,22 @@ def test_build_spec_environment() -> None:
         ({"jobName": "-bad"}, ValidationError, "jobName"),
         ({"definition": make_definition(command=None)}, ClientError, "no command"),
         ({"containerOverrides": {"command": []}}, ClientError, "no command"),
-        ({"definition": make_definition(type="multinode", nodeProperties={})}, ClientError, "only container"),
+        ({"definition": _MULTINODE, "containerOverrides": {"command": ["x"]}}, ClientError, "nodeOverrides"),
+        ({"definition": _MULTINODE, "arrayProperties": {"size": 2}}, ClientError, "array jobs"),
+        ({"nodeOverrides": {"numNodes": 2}}, ClientError, "multinode job definition"),
     ],
-    ids=["reserved-env", "bad-memory", "bad-retry", "bad-timeout", "bad-name", "no-command", "empty-command", "mnp"],
+    ids=[
+        "reserved-env",
+        "bad-memory",
+        "bad-retry",
+        "bad-timeout",
+        "bad-name",
+        "no-command",
+        "empty-command",
+        "mnp-container-overrides",
+        "mnp-array",
+        "node-overrides-on-container",
+    ],
 )
 def test_build_spec_rejects(members: dict[str, Any], error: type[ClientError], message: str) -> None:
     with pytest.raises(error, match=message) as info:

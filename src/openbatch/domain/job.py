@@ -40,6 +40,9 @@ class JobSpec:
     share_identifier: str | None
     depends_on: tuple[dict[str, str], ...]
     array_size: int | None = None
+    node_properties: dict[str, Any] | None = None
+    """Multi-node parallel jobs: on the job itself, the effective ``nodeProperties`` (numNodes, mainNode,
+    nodeRangeProperties); on each of its node jobs, ``numNodes`` and ``mainNode``."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -81,10 +84,20 @@ class Job:
     compute_environment: str | None = None
     current: Attempt | None = None
     """The attempt in STARTING/RUNNING."""
+    node_index: int | None = None
+    """Node jobs of a multi-node parallel job (``<parentId>#<index>``): the node's index."""
 
     @property
     def is_array_parent(self) -> bool:
         return self.spec.array_size is not None and self.array_index is None
+
+    @property
+    def is_multinode_parent(self) -> bool:
+        return self.spec.node_properties is not None and self.node_index is None
+
+    @property
+    def is_node(self) -> bool:
+        return self.node_index is not None
 
     @property
     def attempt_number(self) -> int:

@@ -27,6 +27,17 @@ MAX_INTEGER = 2**31 - 1
 """MEMORY and GPU are whole numbers; the model's ``memory`` member next to them is a 32-bit Integer."""
 
 
+CONTAINER_DEFAULTS: dict[str, Any] = {
+    "environment": [],
+    "mountPoints": [],
+    "volumes": [],
+    "ulimits": [],
+    "resourceRequirements": [],
+    "secrets": [],
+}
+"""Members DescribeJobDefinitions shows for every container, empty when not given (as AWS does)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Resources:
     vcpus: float = 1.0
@@ -89,6 +100,29 @@ def resources_of(container: Mapping[str, Any]) -> Resources:
         elif req["type"] == "GPU":
             gpus = int(float(req["value"]))
     return Resources(vcpus=vcpus, memory_mib=int(memory) if memory else None, gpus=gpus)
+
+
+def merge_container_overrides(container: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``container`` with SubmitJob's ``containerOverrides`` (wire form) applied, by AWS's merge rules:
+    the command is replaced; environment variables merge by name; resource requirements merge by type;
+    the legacy ``vcpus``/``memory`` replace only themselves."""
+    merged = dict(container)
+    if not overrides:
+        return merged
+    if overrides.get("command") is not None:
+        merged["command"] = list(overrides["command"])
+    if overrides.get("environment") is not None:
+        env = {e["name"]: e.get("value", "") for e in merged.get("environment") or []}
+        env.update({e.get("name") or "": e.get("value") or "" for e in overrides["environment"]})
+        merged["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    if overrides.get("resourceRequirements") is not None:
+        by_type = {r["type"]: r for r in merged.get("resourceRequirements") or []}
+        by_type.update({r["type"]: dict(r) for r in overrides["resourceRequirements"]})
+        merged["resourceRequirements"] = list(by_type.values())
+    for legacy in ("vcpus", "memory"):
+        if overrides.get(legacy) is not None:
+            merged[legacy] = overrides[legacy]
+    return merged
 
 
 def check_environment(environment: Iterable[Mapping[str, Any]]) -> None:

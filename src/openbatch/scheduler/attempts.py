@@ -110,14 +110,42 @@ class AttemptsMixin(EngineCore):
             self.executor.kill(running.handle, self.kill_grace_seconds, None)
 
     def _on_exit(self, job_id: str, info: ExitInfo) -> None:
+        ended = self._end_attempt(job_id, info)
+        if ended is None:
+            return
+        job, running, info, now, status_reason = ended
+        self._release_share(job)
+        attempt = t.finish_attempt(job, now, info.exit_code, info.reason, status_reason)
+        if running.stop_reason is not None:
+            reason = running.stop_reason
+            self._finish(job, lambda j: t.terminate(j, now, reason))
+        elif running.timed_out:
+            self._finish(job, lambda j: t.fail(j, now, t.TIMEOUT_REASON))
+        elif info.exit_code == 0 and info.started:
+            self._finish(job, lambda j: t.succeed(j, now))
+        elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, lambda j: t.retry(j, now))
+            self._enqueue(job)
+        else:
+            self._finish(job, lambda j: t.fail(j, now, status_reason))
+        self._after_exit(job)
+
+    def _after_exit(self, job: Job) -> None:
+        if job.status in TERMINAL:
+            # Off the event loop: removing a directory costs more than starting a job on
+            # some file systems. Only finished jobs, so a retry never races its own mkdir.
+            self._janitor.submit(_remove_empty_dir, self.work_dir_of(job.id))
+        self.wake()
+
+    def _end_attempt(self, job_id: str, info: ExitInfo) -> tuple[Job, RunningAttempt, ExitInfo, int, str] | None:
+        """The attempt's process ended: free what it held; when it ended and the attempt's statusReason."""
         job = self.jobs.get(job_id)
         running = self._running.pop(job_id, None)
         if job is None or running is None:
-            return
+            return None
         if running.timer is not None:
             running.timer.cancel()
         self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)
-        self._release_share(job)
         # Acknowledged to the executor once this outcome is committed (see _after_commit).
         self._to_forget.append(attempt_key(job_id, job.attempt_number))
         now = self.clock.now_ms()
@@ -137,24 +165,7 @@ class AttemptsMixin(EngineCore):
             status_reason = t.TIMEOUT_REASON
         else:
             status_reason = t.ESSENTIAL_CONTAINER_EXITED
-        attempt = t.finish_attempt(job, now, info.exit_code, info.reason, status_reason)
-        if running.stop_reason is not None:
-            reason = running.stop_reason
-            self._finish(job, lambda j: t.terminate(j, now, reason))
-        elif running.timed_out:
-            self._finish(job, lambda j: t.fail(j, now, t.TIMEOUT_REASON))
-        elif info.exit_code == 0 and info.started:
-            self._finish(job, lambda j: t.succeed(j, now))
-        elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
-            self._set(job, lambda j: t.retry(j, now))
-            self._enqueue(job)
-        else:
-            self._finish(job, lambda j: t.fail(j, now, status_reason))
-        if job.status in TERMINAL:
-            # Off the event loop: removing a directory costs more than starting a job on
-            # some file systems. Only finished jobs, so a retry never races its own mkdir.
-            self._janitor.submit(_remove_empty_dir, self.work_dir_of(job_id))
-        self.wake()
+        return job, running, info, now, status_reason
 
     def cancel(self, job: Job, reason: str) -> None:
         """CancelJob: effective before STARTING; PENDING jobs fail once their dependencies finish."""

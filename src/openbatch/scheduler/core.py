@@ -2,9 +2,10 @@
 
 The engine is one object (``JobEngine`` in ``engine.py``) assembled from parts, one
 module each: dependencies and arrays (``dependencies.py``), dispatch and waiting
-reasons (``dispatch.py``), attempts (``attempts.py``) and start-up recovery
-(``recovery.py``). This module holds what they share: the job table, state changes
-with their consequences (array summaries, persistence, listeners) and the flush.
+reasons (``dispatch.py``), attempts (``attempts.py``), start-up recovery
+(``recovery.py``) and multi-node parallel jobs (``multinode.py``). This module holds
+what they share: the job table, state changes with their consequences (array summaries,
+persistence, listeners) and the flush.
 """
 
 from __future__ import annotations

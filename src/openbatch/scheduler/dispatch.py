@@ -86,7 +86,7 @@ class DispatchMixin(EngineCore):
         """The first compute environment with room for ``job``, or why there is none."""
         refusals: list[Refusal] = []
         for ce in environments:
-            refusal = self.capacity.refusal(job.spec.resources, ce)
+            refusal = self._refusal(job, ce)
             if refusal is None:
                 return ce.name, None
             refusals.append(refusal)
@@ -95,6 +95,10 @@ class DispatchMixin(EngineCore):
         # Say "never fits" only if no compute environment could ever take the job.
         transient = [r for r in refusals if not r.permanent]
         return None, (transient[0] if transient else refusals[0]).reason
+
+    def _refusal(self, job: Job, ce: ComputeEnvironment) -> Refusal | None:
+        """Why ``job`` cannot start on ``ce`` now, or None if it can."""
+        return self.capacity.refusal(job.spec.resources, ce)
 
     def _block(self, queue: JobQueue, waiting: RunnableQueue, reason: str, now: int) -> bool:
         """Record why the head waits; apply ``jobStateTimeLimitActions``.

@@ -24,8 +24,7 @@ import time
 from openbatch.domain.states import TERMINAL
 from openbatch.scheduler.attempts import TASK_FAILED_TO_START
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, EngineStats, StatusChange
-from openbatch.scheduler.dispatch import DispatchMixin
-from openbatch.scheduler.recovery import RecoveryMixin
+from openbatch.scheduler.multinode import MultiNodeMixin
 
 __all__ = [
     "HOST_TERMINATED",
@@ -39,7 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class JobEngine(DispatchMixin, RecoveryMixin):
+class JobEngine(MultiNodeMixin):
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:

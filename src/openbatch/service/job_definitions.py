@@ -9,21 +9,13 @@ from openbatch.domain import jobspec
 from openbatch.domain.arns import ResourceType, is_arn, parse_arn
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
-from openbatch.service import job_definition_rules
+from openbatch.service import job_definition_rules, multinode
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 from openbatch.store.base import JobDefinitionRecord
 
 TOKEN_KIND = ResourceType.JOB_DEFINITION.value
 MAX_REVISION = 2**31 - 1
-_CONTAINER_DEFAULTS: dict[str, Any] = {
-    "environment": [],
-    "mountPoints": [],
-    "volumes": [],
-    "ulimits": [],
-    "resourceRequirements": [],
-    "secrets": [],
-}
 
 
 def parse_reference(reference: str) -> tuple[str, int | None]:
@@ -81,10 +73,9 @@ def register(ctx: ServiceContext, caller: Caller, req: s.RegisterJobDefinition) 
         raise ValidationError(
             "A container job definition needs exactly one of containerProperties, ecsProperties or eksProperties"
         )
-    if req.type == "multinode" and (kinds or "nodeProperties" not in body):
-        raise ValidationError("A multinode job definition needs nodeProperties and no top-level container")
+    multinode.check_definition(body)
     if "containerProperties" in body:
-        body["containerProperties"] = {**_CONTAINER_DEFAULTS, **body["containerProperties"]}
+        body["containerProperties"] = {**jobspec.CONTAINER_DEFAULTS, **body["containerProperties"]}
         _check_container(body["containerProperties"])
     check_range("schedulingPriority", req.schedulingPriority, 0, 9999)
     jobspec.check_retry_strategy(body.get("retryStrategy"))

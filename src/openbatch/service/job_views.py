@@ -9,6 +9,7 @@ from typing import Any
 from openbatch.domain.arns import ArnFactory, ResourceType
 from openbatch.domain.job import Attempt, Job
 from openbatch.fidelity import consumables, multi_container
+from openbatch.service import multinode
 
 _HOST = socket.gethostname()
 
@@ -96,6 +97,7 @@ class JobRenderer:
             ),
         }
         multi_container.render_detail(detail, job)
+        multinode.render_detail(detail, job)
         return _drop_none(detail)
 
     def _depends_on(self, job: Job) -> list[dict[str, str]]:
@@ -121,7 +123,7 @@ class JobRenderer:
         container = None
         if latest is not None and (latest.exit_code is not None or latest.reason is not None):
             container = _drop_none({"exitCode": latest.exit_code, "reason": latest.reason})
-        return _drop_none(
+        summary = _drop_none(
             {
                 "jobArn": self.job_arn(job.id),
                 "jobId": job.id,
@@ -139,3 +141,5 @@ class JobRenderer:
                 "isTerminated": True if job.is_terminated else None,
             }
         )
+        multinode.render_summary(summary, job)
+        return summary

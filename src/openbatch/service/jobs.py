@@ -15,7 +15,7 @@ from openbatch.domain.states import JobStatus
 from openbatch.fidelity import consumables
 from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
-from openbatch.service import submission
+from openbatch.service import multinode, submission
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.group_commit import GroupCommitter
 from openbatch.service.job_views import JobRenderer
@@ -104,8 +104,8 @@ class JobService:
         return [result[i] for i in dict.fromkeys(ids) if i in result]
 
     def _load(self, record: JobRecord) -> Job:
-        if record.parent_id is None:
-            return from_record(record)
+        if record.parent_id is None or "node_index" in record.body:
+            return from_record(record)  # a node job has a spec of its own
         return from_record(record, self._parent_spec(record.parent_id))
 
     def _parent_spec(self, parent_id: str) -> JobSpec | None:
@@ -137,6 +137,11 @@ class JobService:
         query, limit = self._list_query(req)
         # Read-your-writes: transitions made in memory reach the store first.
         self.engine.flush()
+        if query.parent_id is not None:
+            # An array job's children or a multi-node job's nodes: nothing for a job of the other kind.
+            kind = "multiNodeJobId" if req.multiNodeJobId else "arrayJobId"
+            if not multinode.check_listed_parent(kind, self.get_jobs([query.parent_id])):
+                return {"jobSummaryList": []}
         after = decode_position(_LIST_TOKEN, req.nextToken, _list_cursor)
         records = self.ctx.store.list_jobs(query, after=after, limit=limit + 1)
         render = self.renderer(caller)
@@ -175,14 +180,12 @@ class JobService:
                     f"Unknown filter {name!r}: use JOB_NAME, BEFORE_CREATED_AT, AFTER_CREATED_AT or SHARE_IDENTIFIER"
                 )
         limit = page_size(req.maxResults, default=100 if filters else 1000, maximum=100 if filters else 1000)
-        if req.multiNodeJobId:
-            raise ValidationError("Multi-node parallel jobs are not supported, so multiNodeJobId lists nothing")
         queue = None
         if req.jobQueue:
             queue = submission.queue_name(req.jobQueue)
             if queue not in self.engine.registry.queues:
                 raise ValidationError(f"JobQueue {req.jobQueue} not found")
-        query = JobQuery(queue=queue, parent_id=req.arrayJobId, statuses=statuses, **fields)
+        query = JobQuery(queue=queue, parent_id=req.arrayJobId or req.multiNodeJobId, statuses=statuses, **fields)
         return query, limit
 
     # --- cancel / terminate -----------------------------------------------------------

@@ -21,6 +21,7 @@ from openbatch.domain.resources import JobQueue, SchedulingPolicy
 from openbatch.domain.states import JobStatus
 from openbatch.domain.validation import check_range, check_tags
 from openbatch.fidelity import consumables, multi_container
+from openbatch.service import multinode
 from openbatch.store.base import JobDefinitionRecord
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -64,25 +65,8 @@ def check_queue(queue: JobQueue | None, reference: str) -> JobQueue:
 
 def effective_container(definition: dict[str, Any], req: s.SubmitJob) -> dict[str, Any]:
     """Definition ``containerProperties`` with the submission's overrides applied (AWS merge rules)."""
-    container = dict(definition.get("containerProperties") or {})
-    overrides = req.containerOverrides
-    if overrides is None:
-        return container
-    if overrides.command is not None:
-        container["command"] = list(overrides.command)
-    if overrides.environment is not None:
-        merged = {e["name"]: e.get("value", "") for e in container.get("environment", [])}
-        merged.update({e.name or "": e.value or "" for e in overrides.environment})
-        container["environment"] = [{"name": k, "value": v} for k, v in merged.items()]
-    if overrides.resourceRequirements is not None:
-        by_type = {r["type"]: r for r in container.get("resourceRequirements", [])}
-        by_type.update({r.type: r.echo() for r in overrides.resourceRequirements})
-        container["resourceRequirements"] = list(by_type.values())
-    if overrides.vcpus is not None:
-        container["vcpus"] = overrides.vcpus
-    if overrides.memory is not None:
-        container["memory"] = overrides.memory
-    return container
+    overrides = req.containerOverrides.echo() if req.containerOverrides is not None else None
+    return jobspec.merge_container_overrides(definition.get("containerProperties") or {}, overrides)
 
 
 def check_fairshare(req: s.SubmitJob, policy: SchedulingPolicy | None) -> None:
@@ -133,23 +117,32 @@ def build_spec(
     req: s.SubmitJob, queue: JobQueue, definition: JobDefinitionRecord, depends_on: tuple[dict[str, str], ...]
 ) -> JobSpec:
     body = definition.body
-    if multi_container.runs(body):
-        container = multi_container.container_of(body, req)
-    elif body.get("type") != "container" or "containerProperties" not in body:
-        raise ClientError(
-            f"Job definition {definition.arn} is not supported here: only container job definitions "
-            "with containerProperties can run"
-        )
-    else:
-        container = effective_container(body, req)
-    jobspec.check_environment(container.get("environment") or [])
-    jobspec.check_resource_requirements(container.get("resourceRequirements") or [])
-    jobspec.check_legacy_resources("containerOverrides", container)
     parameters = {**body.get("parameters", {}), **(req.parameters or {})}
-    command = jobspec.substitute_parameters(container.get("command") or [], parameters)
-    if not command:
-        raise ClientError("The job has no command: set command in the job definition or containerOverrides")
-    container["command"] = command
+    node_properties = None
+    if body.get("type") == "multinode":
+        node_properties, resources = multinode.plan(body, req, parameters)
+        container: dict[str, Any] = {}
+        command: list[str] = []
+    else:
+        if req.nodeOverrides is not None:
+            raise ClientError(f"nodeOverrides only apply to a multinode job definition; {definition.arn} is not one")
+        if multi_container.runs(body):
+            container = multi_container.container_of(body, req)
+        elif body.get("type") != "container" or "containerProperties" not in body:
+            raise ClientError(
+                f"Job definition {definition.arn} is not supported here: only container job definitions "
+                "with containerProperties can run"
+            )
+        else:
+            container = effective_container(body, req)
+        jobspec.check_environment(container.get("environment") or [])
+        jobspec.check_resource_requirements(container.get("resourceRequirements") or [])
+        jobspec.check_legacy_resources("containerOverrides", container)
+        command = jobspec.substitute_parameters(container.get("command") or [], parameters)
+        if not command:
+            raise ClientError("The job has no command: set command in the job definition or containerOverrides")
+        container["command"] = command
+        resources = jobspec.resources_of(container)
     retry_wire = req.retryStrategy.echo() if req.retryStrategy else body.get("retryStrategy")
     jobspec.check_retry_strategy(retry_wire)
     timeout_wire = req.timeout.echo() if req.timeout else body.get("timeout")
@@ -169,7 +162,7 @@ def build_spec(
         command=tuple(command),
         environment={e["name"]: e.get("value", "") for e in container.get("environment") or []},
         resources=replace(
-            jobspec.resources_of(container),
+            resources,
             consumables=consumables.effective_requirements(body, req.consumableResourcePropertiesOverride),
         ),
         retry=jobspec.RetryPolicy.from_wire(retry_wire),
@@ -182,6 +175,7 @@ def build_spec(
         share_identifier=req.shareIdentifier,
         depends_on=depends_on,
         array_size=array_size,
+        node_properties=node_properties,
     )
 
 
@@ -195,6 +189,8 @@ def build_jobs(spec: JobSpec, req: s.SubmitJob, now: int) -> list[Job]:
     job_id = str(uuid.uuid4())
     tags = check_tags(req.tags)
     plain = tuple(d["jobId"] for d in spec.depends_on if d.get("type") is None or is_plain_sequential(spec, d))
+    if spec.node_properties is not None:
+        return multinode.build_jobs(spec, req, job_id, now, tags, plain)
     if spec.array_size is None:
         return [Job(id=job_id, spec=spec, status=JobStatus.SUBMITTED, created_at=now, tags=tags, deps=plain)]
     summary = dict.fromkeys(STATUS_SUMMARY_KEYS, 0)

@@ -83,10 +83,14 @@ def to_record(job: Job, *, with_spec: bool = False) -> JobRecord:
         body["summary_updated_at"] = job.summary_updated_at
     if job.runnable_since is not None:
         body["runnable_since"] = job.runnable_since
+    if job.node_index is not None:
+        body["node_index"] = job.node_index
     return JobRecord(
         id=job.id,
         parent_id=job.parent_id,
-        array_index=job.array_index,
+        # Node jobs keep their index in the same column as array children: ListJobs lists both through
+        # their parent in index order, and a queue's listing leaves both out.
+        array_index=job.array_index if job.array_index is not None else job.node_index,
         queue=job.spec.queue,
         status=job.status.value,
         job_name=job.spec.job_name,
@@ -106,7 +110,9 @@ def _revision_of(definition_arn: str) -> int | None:
 
 def from_record(record: JobRecord, parent_spec: JobSpec | None = None) -> Job:
     body = record.body
-    spec = parent_spec if record.array_index is not None and parent_spec is not None else None
+    node_index = body.get("node_index")
+    array_index = record.array_index if node_index is None else None
+    spec = parent_spec if array_index is not None and parent_spec is not None else None
     if spec is None:
         if record.spec is None:
             raise ValueError(f"job {record.id!r} has no spec and no parent spec was given")
@@ -124,7 +130,8 @@ def from_record(record: JobRecord, parent_spec: JobSpec | None = None) -> Job:
         is_cancelled=bool(body.get("is_cancelled")),
         is_terminated=bool(body.get("is_terminated")),
         parent_id=record.parent_id,
-        array_index=record.array_index,
+        array_index=array_index,
+        node_index=node_index,
         deps=tuple(body.get("deps", [])),
         status_summary=body.get("status_summary"),
         summary_updated_at=body.get("summary_updated_at"),
