@@ -6,12 +6,14 @@ The image is a busybox root filesystem made from Debian's ``busybox-static`` (no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,7 +96,7 @@ def container_server(
             "--log-level",
             "info",
         ),
-        env={"OPENBATCH_GPUS": ""},
+        env={"OPENBATCH_GPUS": "0"},  # one GPU, in name only (see test_gpu_job_sees_its_gpu)
         job_user=None,  # the server's default: nobody under root, mapped to the image's root inside
     ).start()
     try:
@@ -268,6 +270,8 @@ def test_what_cannot_be_honoured_is_refused(cbatch: BatchClient) -> None:
         ({"linuxParameters": {"devices": [{"hostPath": "/dev/fuse"}]}}, "devices"),
         ({"mountPoints": [{"sourceVolume": "nope", "containerPath": "/x"}]}, "sourceVolume"),
         ({"image": "Not A Valid/Name"}, "image"),
+        ({"linuxParameters": {"maxSwap": -1}}, "maxSwap"),
+        ({"linuxParameters": {"maxSwap": 8, "swappiness": 101}}, "swappiness"),
     ]
     for properties, message in cases:
         body: Any = {"image": "busybox", "command": ["true"], **properties}
@@ -277,3 +281,99 @@ def test_what_cannot_be_honoured_is_refused(cbatch: BatchClient) -> None:
                 type="container",
                 containerProperties=body,
             )
+
+
+def _cgroup_dir(pid: int, controller: str) -> Path:
+    """``pid``'s group in the ``controller`` hierarchy (cgroup v1), or its v2 group."""
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return Path("/sys/fs/cgroup") / controller / path.lstrip("/")
+    unified = next(line for line in lines if line.startswith("0::")).split(":", 2)[2]
+    return Path("/sys/fs/cgroup") / unified.lstrip("/")
+
+
+def _busy_loops(marker: str) -> list[int]:
+    """The job's own shells (not the runtime's processes, whose command lines hold the job's too)."""
+    found = []
+    for pid in _processes_with(marker):
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sh\0-c\0"):
+                found.append(pid)
+    return found
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_vcpus_memory_and_swap_limits_are_the_attempts_cgroup(
+    container_server: ServerProcess, cbatch: BatchClient, cqueue: str
+) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("cgroups per attempt need a root server")
+    marker = f"busy{random.randint(10**6, 10**7)}"
+    definition = shell_definition(
+        cbatch,
+        "true",
+        container={
+            "command": ["sh", "-c", "while :; do :; done & while :; do :; done", marker],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "48"}],
+            "linuxParameters": {"maxSwap": 16, "swappiness": 10},
+        },
+    )
+    job_id = cbatch.submit_job(jobName=unique("cpu"), jobQueue=cqueue, jobDefinition=definition)["jobId"]
+    try:
+        wait_for_status(cbatch, job_id, ["RUNNING"], timeout=60)
+        deadline = time.monotonic() + 30
+        pids = _busy_loops(marker)
+        while len(pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = _busy_loops(marker)
+        assert len(pids) >= 2, pids
+        cpu = _cgroup_dir(pids[0], "cpu")
+        if (cpu / "cpu.cfs_quota_us").exists():
+            quota = int((cpu / "cpu.cfs_quota_us").read_text()) / int((cpu / "cpu.cfs_period_us").read_text())
+            assert int((cpu / "cpu.shares").read_text()) == 1024
+        else:
+            limit, period = (cpu / "cpu.max").read_text().split()
+            quota = int(limit) / int(period)
+        assert quota == pytest.approx(1.0)
+        memory = _cgroup_dir(pids[0], "memory")
+        if (memory / "memory.memsw.limit_in_bytes").exists():
+            assert int((memory / "memory.limit_in_bytes").read_text()) == 48 * 1024 * 1024
+            assert int((memory / "memory.memsw.limit_in_bytes").read_text()) == (48 + 16) * 1024 * 1024
+            assert int((memory / "memory.swappiness").read_text()) == 10
+        # Two busy loops get about one CPU between them (generous: the host is shared).
+        before, start = _cpu_seconds(pids), time.monotonic()
+        time.sleep(3)
+        used = (_cpu_seconds(pids) - before) / (time.monotonic() - start)
+        assert used < 1.35, used
+    finally:
+        cbatch.terminate_job(jobId=job_id, reason="done")
+    wait_for_status(cbatch, job_id, ["FAILED"], timeout=60)
+
+
+def test_gpu_job_sees_its_gpu(container_server: ServerProcess, cbatch: BatchClient, cqueue: str) -> None:
+    # The server is told it has one GPU (OPENBATCH_GPUS); this host has no device nodes to bind, which the
+    # unit tests cover with a directory of their own.
+    definition = shell_definition(
+        cbatch,
+        'echo "visible=$CUDA_VISIBLE_DEVICES"',
+        container={
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "1"},
+                {"type": "MEMORY", "value": "64"},
+                {"type": "GPU", "value": "1"},
+            ]
+        },
+    )
+    job = _run(cbatch, cqueue, definition)
+    assert job["status"] == "SUCCEEDED", job
+    assert "visible=0" in _output(container_server, job)

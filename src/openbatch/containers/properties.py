@@ -2,7 +2,8 @@
 
 ``volumes`` (``host.sourcePath``) with ``mountPoints``, ``readonlyRootFilesystem``, ``user``, ``environment``
 (already in the job's environment) and ``linuxParameters`` (``initProcessEnabled``, ``sharedMemorySize``,
-``tmpfs``) are honoured; what the runtimes here cannot honour is refused at RegisterJobDefinition by
+``tmpfs``, ``maxSwap`` and ``swappiness`` where cgroups allow), the job's vCPUs (CPU shares and quota) and
+GPUs (their device nodes) are honoured; what the runtimes here cannot honour is refused at RegisterJobDefinition by
 :func:`check` rather than silently dropped.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from openbatch.containers import cgroups
 from openbatch.containers.images import ImageError, ImageStore, parse_reference
 from openbatch.containers.spec import ContainerLaunch, Mount, Tmpfs
 from openbatch.domain.errors import ValidationError
@@ -56,10 +58,7 @@ def check(container: Mapping[str, Any], runtime: str) -> None:
     linux = container.get("linuxParameters") or {}
     if linux.get("devices"):
         raise ValidationError("linuxParameters.devices are not available on this server")
-    if linux.get("maxSwap") not in (None, 0) or linux.get("swappiness") is not None:
-        raise ValidationError(
-            "linuxParameters.maxSwap and swappiness are not applied here: containers get no swap (maxSwap 0)"
-        )
+    _check_swap(linux)
     shm = linux.get("sharedMemorySize")
     if shm is not None and shm < 1:
         raise ValidationError(f"linuxParameters.sharedMemorySize must be at least 1 MiB; got {shm}")
@@ -75,6 +74,23 @@ def check(container: Mapping[str, Any], runtime: str) -> None:
             )
 
 
+def _check_swap(linux: Mapping[str, Any]) -> None:
+    max_swap, swappiness = linux.get("maxSwap"), linux.get("swappiness")
+    if max_swap is not None and (not isinstance(max_swap, int) or max_swap < 0):
+        raise ValidationError(f"linuxParameters.maxSwap must be 0 or a positive number of MiB; got {max_swap!r}")
+    if swappiness is not None and (not isinstance(swappiness, int) or not 0 <= swappiness <= 100):
+        raise ValidationError(f"linuxParameters.swappiness must be a whole number from 0 to 100; got {swappiness!r}")
+    if max_swap in (None, 0):
+        return  # no swap beyond memory (0), or the host's setting; swappiness counts only with maxSwap
+    found = cgroups.layout()
+    if found.memory is None:
+        raise ValidationError(
+            "linuxParameters.maxSwap is not available on this server: it cannot make memory cgroups here"
+        )
+    if swappiness is not None and found.v2:
+        raise ValidationError("linuxParameters.swappiness is not available on this server (cgroup v2 has none)")
+
+
 class Launcher:
     """Builds each attempt's :class:`ContainerLaunch` from its job's container properties."""
 
@@ -84,7 +100,7 @@ class Launcher:
         self.state_dir = str(state_dir)
         self.podman_dir = str(podman_dir) if podman_dir is not None else None
 
-    def launch_of(self, container: Mapping[str, Any]) -> ContainerLaunch:
+    def launch_of(self, container: Mapping[str, Any], vcpus: float | None = None) -> ContainerLaunch:
         image = str(container.get("image") or "")
         try:
             found = self.images.resolve(image) if image else None
@@ -116,4 +132,7 @@ class Launcher:
             tmpfs=tmpfs,
             init_process=bool(linux.get("initProcessEnabled", False)),
             shared_memory_mib=linux.get("sharedMemorySize"),
+            vcpus=vcpus,
+            swap_mib=int(linux.get("maxSwap") or 0),
+            swappiness=linux.get("swappiness") if linux.get("maxSwap") else None,
         )

@@ -18,6 +18,7 @@ its container running, so the cleanup removes it with ``podman rm -f -t 0``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import ctypes
@@ -29,21 +30,23 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from openbatch.containers import cgroups, devices
 from openbatch.containers.spec import ContainerLaunch
 from openbatch.executors.base import LaunchSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 _MNT_DETACH = 2
+_MS_PRIVATE = 1 << 18
 _MIB = 1024 * 1024
 _SHIM = Path(__file__).with_name("podman_shim.py")
-_CGROUP_RMDIR_SECONDS = 2.0
 _BWRAP = shutil.which("bwrap") or "bwrap"
+_SETPRIV = shutil.which("setpriv")
+_CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)')
 
 
 class ContainerStartError(Exception):
@@ -67,26 +70,102 @@ class PreparedContainer:
     attempt_dir: Path | None = None
     overlay: Path | None = None
     fuse: bool = False
-    cgroup: Path | None = None
+    group: cgroups.AttemptGroup | None = None
     podman_base: list[str] = field(default_factory=list)
     podman_env: dict[str, str] = field(default_factory=dict)
     memory_limited: bool = False
+    pass_fds: tuple[int, ...] = ()
+    """Descriptors ``argv`` needs (bubblewrap's ``--info-fd`` and ``--block-fd``), closed here once it runs."""
+    info_fd: int | None = None
+    block_fd: int | None = None
+    info: bytes = b""
+    pid: int = 0
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def started(self, loop: asyncio.AbstractEventLoop, pid: int) -> None:
+        """``argv`` runs as ``pid``: once bubblewrap has made the sandbox's first process (it says so on
+        ``--info-fd``), put both in the attempt's cgroups and let the job start (``--block-fd``)."""
+        for fd in self.pass_fds:
+            os.close(fd)
+        self.pass_fds = ()
+        if self.info_fd is None:
+            return
+        self.pid, self.loop = pid, loop
+        loop.add_reader(self.info_fd, self._on_info)
+
+    def _on_info(self) -> None:
+        assert self.info_fd is not None
+        try:
+            chunk = os.read(self.info_fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        self.info += chunk
+        if chunk and not self.info.rstrip().endswith(b"}"):
+            return
+        self._stop_info()
+        child = _CHILD_PID.search(self.info)
+        if child is None:
+            self._unblock()  # bubblewrap failed before its sandbox existed: it says why on stderr
+            return
+        try:
+            if self.group is not None:
+                self.group.add(self.pid)
+                self.group.add(int(child.group(1)))
+        except OSError:
+            # Not limited as it should be: the attempt must not run at all.
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, 9)
+        if self.overlay is not None and not self.fuse:
+            # The sandbox holds its own copy of the mount now; the supervisor's namespace keeps no
+            # overlay per running attempt (each would be copied into, and listed for, every next one).
+            # Off the event loop: an unmount waits for an RCU grace period, milliseconds on a busy host.
+            _worker().submit(_unmount, self.overlay, False)
+            self.overlay = None
+        self._unblock()
+
+    def _stop_info(self) -> None:
+        if self.info_fd is not None:
+            if self.loop is not None:
+                self.loop.remove_reader(self.info_fd)
+            os.close(self.info_fd)
+            self.info_fd = None
+
+    def _unblock(self) -> None:
+        if self.block_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.block_fd, b"x")
+            os.close(self.block_fd)
+            self.block_fd = None
 
     def out_of_memory(self, returncode: int) -> bool:
         """Whether the attempt ended because it went over its memory limit (read before :meth:`cleanup`)."""
-        if self.cgroup is not None:
-            for name in ("memory.oom_control", "memory.events"):
-                with contextlib.suppress(OSError):
-                    for line in (self.cgroup / name).read_text().splitlines():
-                        key, _, value = line.partition(" ")
-                        if key == "oom_kill" and value.strip() not in ("", "0"):
-                            return True
-            return False
+        if self.group is not None and self.group.memory is not None:
+            return self.group.out_of_memory()
         # podman exits 137 when the container's init was SIGKILLed; a client the executor killed ends by a signal.
         return self.runtime == "podman" and self.memory_limited and returncode == 137
 
+    def finish(self, returncode: int, loop: asyncio.AbstractEventLoop) -> None:
+        """The attempt's processes are all gone: release what it held, off the event loop."""
+        self._release_fds()
+        if self.runtime == "podman" or self.fuse:
+            loop.run_in_executor(None, self.cleanup, returncode)  # waits on podman or fusermount
+        else:
+            # One thread of its own: a pool's threads would be read by every exit's orphan check.
+            _worker().submit(self.cleanup, returncode)
+
+    def _release_fds(self) -> None:
+        for fd in self.pass_fds:
+            os.close(fd)
+        self.pass_fds = ()
+        self._stop_info()
+        self._unblock()
+
     def cleanup(self, returncode: int) -> None:
-        """Blocking: run off the event loop once every process of the attempt is gone."""
+        """Blocking; on the event loop only for an attempt that never started (its fds are closed here)."""
+        if self.loop is None:
+            self._release_fds()
         if self.runtime == "podman" and returncode < 0:
             subprocess.run(
                 [*self.podman_base, "rm", "-f", "-t", "0", "--ignore", self.name],
@@ -95,22 +174,23 @@ class PreparedContainer:
                 check=False,
                 timeout=60,
             )
-        if self.cgroup is not None:
-            deadline = time.monotonic() + _CGROUP_RMDIR_SECONDS
-            while True:
-                try:
-                    self.cgroup.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break
-                    time.sleep(0.02)
+        if self.group is not None:
+            cgroups.pool().release(self.group)
+            self.group = None
         if self.overlay is not None:
             _unmount(self.overlay, self.fuse)
         if self.attempt_dir is not None:
             shutil.rmtree(self.attempt_dir, ignore_errors=True)
+
+
+_WORKER: ThreadPoolExecutor | None = None
+
+
+def _worker() -> ThreadPoolExecutor:
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers")
+    return _WORKER
 
 
 def prepare(spec: LaunchSpec, env: Mapping[str, str], run_as: tuple[int, int] | None) -> PreparedContainer:
@@ -195,13 +275,29 @@ def _bwrap(
             prepared.run_as = (uid, gid)
         if prepared.run_as is not None or os.geteuid() != 0:
             argv += ["--unshare-user", "--uid", str(uid), "--gid", str(gid)]
+        for node in devices.gpu_nodes(spec.gpu_ids):
+            argv += ["--dev-bind", str(node), str(node)]
+        group = (
+            cgroups.pool().acquire(spec.memory_mib, c.vcpus, c.swap_mib, c.swappiness) if os.geteuid() == 0 else None
+        )
+        prepared.group = group
+        prepared.limits_memory = group is not None and group.memory is not None and spec.memory_mib is not None
+        if group is not None or not prepared.fuse:
+            # bubblewrap says when the sandbox's first process exists and waits for the word to go on:
+            # the supervisor puts both in the attempt's cgroups then (see PreparedContainer.started).
+            info_read, info_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+            block_read, block_write = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(info_write, True)
+            prepared.info_fd, prepared.block_fd = info_read, block_write
+            prepared.pass_fds = (info_write, block_read)
+            argv += ["--info-fd", str(info_write), "--block-fd", str(block_read)]
         argv += ["--chdir", working_dir, "--", *spec.command]
-        if spec.memory_mib is not None:
-            prepared.cgroup = _memory_cgroup(prepared.name, spec.memory_mib, prepared.run_as)
-        if prepared.cgroup is not None:
-            procs = prepared.cgroup / "cgroup.procs"
-            argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(procs), *argv]
-            prepared.limits_memory = True
+        if prepared.run_as is not None and _SETPRIV is not None:
+            # The supervisor spawns with vfork only when it changes no ids itself; a fork of it costs more
+            # than bubblewrap's whole sandbox. setpriv drops to the job's user instead.
+            user, group_id = prepared.run_as
+            argv = [_SETPRIV, f"--reuid={user}", f"--regid={group_id}", "--clear-groups", "--", *argv]
+            prepared.run_as = None
         prepared.argv = argv
         return prepared
     except ContainerStartError:
@@ -258,11 +354,13 @@ def _state_in_memory(state_dir: Path) -> None:
     if state_dir in _IN_MEMORY or os.geteuid() != 0:
         return
     _IN_MEMORY.add(state_dir)
-    if os.path.ismount(state_dir):
-        return
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"tmpfs", str(state_dir).encode(), b"tmpfs", 0, b"mode=0711") == 0:
+    if not os.path.ismount(state_dir):
+        if libc.mount(b"tmpfs", str(state_dir).encode(), b"tmpfs", 0, b"mode=0711") != 0:
+            return
         atexit.register(libc.umount2, str(state_dir).encode(), _MNT_DETACH)
+    # Private: an overlay unmounted here once its sandbox has a copy must stay mounted in that sandbox.
+    libc.mount(None, str(state_dir).encode(), None, _MS_PRIVATE, None)
 
 
 def _unmount(merged: Path, fuse: bool) -> None:
@@ -332,49 +430,6 @@ def _group_id(rootfs: Path, group: str) -> int:
             if len(fields) >= 3 and fields[0] == group and fields[2].isdigit():
                 return int(fields[2])
     raise ContainerStartError(f"CannotStartContainerError: unable to find group {group}: no matching entries")
-
-
-def memory_cgroup_root() -> Path | None:
-    """Where a root supervisor makes per-attempt memory cgroups (v1 ``memory`` or v2), or None."""
-    if os.geteuid() != 0:
-        return None
-    v1 = CGROUP_ROOT / "memory"
-    if (v1 / "memory.limit_in_bytes").exists():
-        return v1 / "openbatch"
-    controllers = CGROUP_ROOT / "cgroup.controllers"
-    with contextlib.suppress(OSError):
-        if "memory" in controllers.read_text().split():
-            return CGROUP_ROOT / "openbatch"
-    return None
-
-
-def _memory_cgroup(name: str, memory_mib: int, run_as: tuple[int, int] | None) -> Path | None:
-    root = memory_cgroup_root()
-    if root is None:
-        return None
-    try:
-        if not root.exists():
-            root.mkdir()
-            if root.parent == CGROUP_ROOT:  # v2: children may only use what the parent delegates
-                (CGROUP_ROOT / "cgroup.subtree_control").write_text("+memory")
-                (root / "cgroup.subtree_control").write_text("+memory")
-        group = root / name
-        group.mkdir(exist_ok=True)
-        limit = str(memory_mib * _MIB)
-        if (group / "memory.limit_in_bytes").exists():
-            (group / "memory.limit_in_bytes").write_text(limit)
-            swap = group / "memory.memsw.limit_in_bytes"
-            if swap.exists():  # no swap beyond the limit, as Docker's --memory-swap equal to --memory
-                swap.write_text(limit)
-        else:
-            (group / "memory.max").write_text(limit)
-            with contextlib.suppress(OSError):
-                (group / "memory.swap.max").write_text("0")
-        if run_as is not None:
-            os.chown(group / "cgroup.procs", run_as[0], run_as[1])
-        return group
-    except OSError:
-        return None  # the executor's sampling limits the attempt instead
 
 
 # --- podman ---------------------------------------------------------------------------------------
@@ -462,7 +517,14 @@ def _podman(spec: LaunchSpec, c: ContainerLaunch, env: dict[str, str]) -> Prepar
     if c.readonly_root:
         argv.append("--read-only")
     if spec.memory_mib is not None:
-        argv += ["--memory", f"{spec.memory_mib}m", "--memory-swap", f"{spec.memory_mib}m"]
+        argv += ["--memory", f"{spec.memory_mib}m", "--memory-swap", f"{spec.memory_mib + c.swap_mib}m"]
+        if c.swappiness is not None:
+            argv += ["--memory-swappiness", str(c.swappiness)]
+    if c.vcpus is not None:
+        shares = max(2, round(c.vcpus * cgroups.SHARES_PER_VCPU))
+        argv += ["--cpus", f"{c.vcpus:g}", "--cpu-shares", str(shares)]
+    for node in devices.gpu_nodes(spec.gpu_ids):
+        argv += ["--device", f"{node}:{node}"]
     if c.user:
         argv += ["--user", c.user]
     # --mount, not --volume: an array child's directory has a colon (``<jobId>:<index>``).

@@ -50,6 +50,12 @@ class ContainerLaunch:
     tmpfs: tuple[Tmpfs, ...] = ()
     init_process: bool = False
     shared_memory_mib: int | None = None
+    vcpus: float | None = None
+    """CPU shares and quota of the attempt (``None``: not limited)."""
+    swap_mib: int = 0
+    """Swap the attempt may use beyond its memory (``linuxParameters.maxSwap``)."""
+    swappiness: int | None = None
+    """``linuxParameters.swappiness`` (``None``: the host's)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,6 +70,9 @@ class ContainerLaunch:
             "tmpfs": [{"target": t.target, "sizeMib": t.size_mib, "options": list(t.options)} for t in self.tmpfs],
             "initProcess": self.init_process,
             "sharedMemoryMib": self.shared_memory_mib,
+            "vcpus": self.vcpus,
+            "swapMib": self.swap_mib,
+            "swappiness": self.swappiness,
         }
 
     @classmethod
@@ -87,4 +96,7 @@ class ContainerLaunch:
             ),
             init_process=bool(data.get("initProcess", False)),
             shared_memory_mib=None if shm is None else int(shm),
+            vcpus=None if data.get("vcpus") is None else float(data["vcpus"]),
+            swap_mib=int(data.get("swapMib") or 0),
+            swappiness=None if data.get("swappiness") is None else int(data["swappiness"]),
         )

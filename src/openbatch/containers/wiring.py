@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from openbatch.config import Settings
-from openbatch.containers import properties, runtimes
+from openbatch.containers import cgroups, properties, runtimes
 from openbatch.containers.images import ImageStore
 from openbatch.domain.job import Job
 from openbatch.fidelity import multi_container
@@ -73,7 +73,7 @@ class ContainerRuntime:
             container = job.spec.container
             if multi_container.ECS in container or multi_container.EKS in container:
                 return None  # the runner of an ECS or EKS job's containers runs on the host (README)
-            return launcher.launch_of(container)
+            return launcher.launch_of(container, vcpus=job.spec.resources.vcpus)
 
         engine.container_of = container_of
 
@@ -87,14 +87,15 @@ def configure(settings: Settings, requested: str) -> Callable[[JobEngine], None]
     state_dir = state_dir_of(settings)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_dir.chmod(0o711)
-    memory = "a cgroup per attempt" if runtimes.memory_cgroup_root() is not None else "RSS sampling"
+    memory, cpu = cgroups.layout().says()
     if name == "podman":
-        memory = "podman --memory"
+        memory, cpu = "podman --memory", "podman --cpus and --cpu-shares"
     logger.info(
-        "container runtime: %s (images from %s; memory limits by %s; host network)",
+        "container runtime: %s (images from %s; memory limits by %s; vCPUs by %s; host network)",
         name,
         images_of(settings.data_dir).root,
         memory,
+        cpu,
     )
     job_definition_rules.CONTAINER_CHECKS.append(lambda container: properties.check(container, name))
     launcher = properties.Launcher(

@@ -418,10 +418,13 @@ class LocalExecutor:
                 stderr=subprocess.PIPE,
                 process_group=0,
                 close_fds=True,
+                pass_fds=container.pass_fds if container is not None else (),
                 user=uid,
                 group=gid,
                 extra_groups=[] if uid is not None else None,
             )
+            if container is not None:
+                container.started(loop, proc.pid)
         except ContainerStartError as exc:
             return self._not_started(loop, on_exit, exc.reason, prefix="")
         except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -720,7 +723,7 @@ class LocalExecutor:
             if attempt.reason is None and attempt.container.out_of_memory(code):
                 attempt.reason = OOM_REASON
                 attempt.oom = True
-            self._require_loop().run_in_executor(None, attempt.container.cleanup, code)
+            attempt.container.finish(code, self._require_loop())
         if code < 0:
             code = 128 - code
         if attempt.oom:
