@@ -48,6 +48,8 @@ class Settings:
     """How receivers reach this server (SNS SubscribeURL, SigningCertURL); default ``http://host:port``."""
     smtp_url: str | None = None
     """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) for email subscriptions; ``None``: no email."""
+    ray_address: str | None = None
+    """``HOST:PORT`` of a Ray cluster that runs the ``default`` compute environment's jobs (``executors/ray``)."""
     smtp_from: str = "openbatch@localhost"
     smtp_starttls: bool = False
     smtp_username: str | None = None

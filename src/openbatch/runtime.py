@@ -14,6 +14,8 @@ from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import Sandbox
+from openbatch.executors.ray.environments import RayEnvironments
+from openbatch.executors.router import ExecutorRouter
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
 from openbatch.logs.janitor import Janitor
 from openbatch.logs.store import LogStore
@@ -95,19 +97,33 @@ class Runtime:
         )
         await executor.start()
         self._log_isolation(sandboxed=sandbox is not None)
+        # Compute environments bound to a Ray cluster (by tags, or --ray-address for ``default``) run there.
+        router = ExecutorRouter(executor, lambda _name: None)
+        ray_environments = RayEnvironments(
+            self.registry,
+            self.log_store,
+            router,
+            default_address=self.settings.ray_address,
+            owner=self.settings.resolved_database_url,
+            kill_grace_seconds=self.settings.kill_grace_seconds,
+        )
+        router.choose = ray_environments.executor_for
+        await ray_environments.start()
         capacity = ConsumableCapacity(memory_mib=host_memory_mib(), gpus=detect_gpus(), store=self.store)
+        capacity.pool_of = ray_environments.pool_for
         self.ctx.listeners.append(capacity.forget)
         usage = EngineConsumableUsage(capacity, self.caller.arns, self.registry)
         self._consumable_usage = usage
         engine = JobEngine(
             store=self.store,
             clock=self.clock,
-            executor=executor,
+            executor=router,
             registry=self.registry,
             capacity=capacity,
             work_dir=self.settings.work_dir,
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
+        ray_environments.set_wake(engine.wake)
         self._jobs = JobService(self.ctx, engine)
         usage.live_jobs = engine.jobs
         engine.add_status_listener(usage.on_status_changes)

@@ -21,6 +21,8 @@ from openbatch.cli import (
     workflow_cmd,
 )
 from openbatch.config import Settings
+from openbatch.domain.errors import ValidationError
+from openbatch.executors.binding import ADDRESS_TAG, EXECUTOR_TAG, check_binding_tags
 
 
 class _Cli(typer.Typer):
@@ -153,6 +155,12 @@ def server(
     smtp_starttls: bool = typer.Option(False, help="Upgrade smtp:// connections with STARTTLS."),
     smtp_username: str | None = typer.Option(None, envvar="OPENBATCH_SMTP_USERNAME", help="SMTP login."),
     smtp_password: str | None = typer.Option(None, envvar="OPENBATCH_SMTP_PASSWORD", help="SMTP password."),
+    ray_address: str | None = typer.Option(
+        None,
+        envvar="OPENBATCH_RAY_ADDRESS",
+        help="HOST:PORT of a Ray cluster's head: the default compute environment runs its jobs there "
+        "(pip install 'openbatch[ray]').",
+    ),
 ) -> None:
     """Run the API server, scheduler and local executor in one process."""
     from openbatch import instance
@@ -187,7 +195,14 @@ def server(
         smtp_starttls=smtp_starttls,
         smtp_username=smtp_username,
         smtp_password=smtp_password,
+        ray_address=ray_address,
     )
+    if ray_address is not None:
+        try:
+            check_binding_tags({EXECUTOR_TAG: "ray", ADDRESS_TAG: ray_address})
+        except ValidationError as exc:
+            typer.echo(f"--ray-address: {exc}", err=True)
+            raise typer.Exit(2) from None
     try:
         identity = settings.job_identity()
     except KeyError:

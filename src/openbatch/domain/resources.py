@@ -6,6 +6,7 @@ carry only what scheduling needs, parsed once when the resource changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,8 @@ class ComputeEnvironment:
     max_vcpus: float
     """vCPUs that jobs placed here may use at once."""
     managed: bool = True
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Its tags: ``openbatch:executor`` and friends bind it to an executor (``executors/router.py``)."""
 
     @classmethod
     def from_body(cls, body: dict[str, Any], *, host_vcpus: int) -> ComputeEnvironment:
@@ -33,6 +36,7 @@ class ComputeEnvironment:
             enabled=body.get("state", "ENABLED") == "ENABLED",
             max_vcpus=max_vcpus,
             managed=managed,
+            tags=dict(body.get("tags") or {}),
         )
 
 

@@ -34,6 +34,13 @@ class LaunchSpec:
     gpu_ids: tuple[int, ...] = field(default_factory=tuple)
     container: ContainerLaunch | None = None
     """Run inside this container (``openbatch.containers``); ``None``: a process of the host."""
+    compute_environment: str = ""
+    """The compute environment the attempt was placed on: which executor runs it (``executors/router.py``)."""
+    vcpus: float = 1.0
+    gpus: int = 0
+    """What the job asked for, for executors that place attempts themselves (a Ray cluster)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """The job's tags: an executor may read placement hints from them (``openbatch:ray-resources``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +56,8 @@ class ExitInfo:
     ended_at: int | None = None
     """Epoch ms when it ended, if known to differ from when the exit is reported (an attempt that
     ended while no server was connected); ``None`` means now."""
+    lost_host: str | None = None
+    """With ``reason`` :data:`HOST_LOST`: the host (node) that went away, named in the job's status reason."""
 
 
 ExitCallback = Callable[[ExitInfo], None]

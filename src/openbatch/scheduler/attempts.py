@@ -14,7 +14,15 @@ from openbatch.domain import transitions as t
 from openbatch.domain.job import Attempt, Job
 from openbatch.domain.states import TERMINAL
 from openbatch.executors.base import HOST_LOST, ExitInfo, LaunchSpec, attempt_key
-from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, EngineCore, RunningAttempt, S, _remove_empty_dir
+from openbatch.scheduler.core import (
+    HOST_TERMINATED,
+    SERVER_STOPPED,
+    EngineCore,
+    RunningAttempt,
+    S,
+    _remove_empty_dir,
+    host_terminated,
+)
 
 TASK_FAILED_TO_START = "Task failed to start"
 
@@ -86,6 +94,9 @@ class AttemptsMixin(EngineCore):
             AWS_BATCH_JQ_NAME=spec.queue,
             AWS_BATCH_CE_NAME=job.compute_environment or "",
         )
+        tags = job.tags
+        if not tags and job.parent_id is not None and (parent := self.jobs.get(job.parent_id)) is not None:
+            tags = parent.tags  # an array child's tags are its parent's
         if job.array_index is not None:
             environment["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)
             environment["AWS_BATCH_JOB_ARRAY_SIZE"] = str(spec.array_size)
@@ -99,6 +110,10 @@ class AttemptsMixin(EngineCore):
             memory_mib=spec.resources.memory_mib,
             gpu_ids=gpu_ids,
             container=self.container_of(job) if self.container_of is not None else None,
+            compute_environment=job.compute_environment or "",
+            vcpus=spec.resources.vcpus,
+            gpus=spec.resources.gpus,
+            tags=tags,
         )
 
     def _time_out(self, job_id: str) -> None:
@@ -160,7 +175,7 @@ class AttemptsMixin(EngineCore):
             status_reason = HOST_TERMINATED
             info = ExitInfo(exit_code=info.exit_code, reason=SERVER_STOPPED, started=True)
         elif info.reason == HOST_LOST:
-            status_reason = HOST_TERMINATED
+            status_reason = HOST_TERMINATED if info.lost_host is None else host_terminated(info.lost_host)
         elif running.timed_out:
             status_reason = t.TIMEOUT_REASON
         else:

@@ -7,7 +7,9 @@ physical and shared by every compute environment on this host.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
@@ -32,6 +34,17 @@ class Refusal:
     permanent: bool
 
 
+class Pool(Protocol):
+    """Machines other than this host behind a compute environment (a Ray cluster): their memory and
+    GPUs, not the host's, are what its jobs use. vCPUs stay budgeted per compute environment here."""
+
+    def refusal(self, need: Resources, ce: ComputeEnvironment, vcpus_used: float) -> Refusal | None: ...
+
+    def acquire(self, need: Resources, ce_name: str) -> None: ...
+
+    def release(self, need: Resources, ce_name: str) -> None: ...
+
+
 class Capacity:
     def __init__(self, *, memory_mib: int, gpus: list[int]) -> None:
         self.memory_mib = memory_mib
@@ -39,6 +52,8 @@ class Capacity:
         self.free_gpus = list(gpus)
         self.memory_used = 0
         self.vcpus_used: dict[str, float] = {}
+        self.pool_of: Callable[[str], Pool | None] = lambda _name: None
+        """The pool behind a compute environment, if its jobs do not run on this host."""
 
     def refusal(self, need: Resources, ce: ComputeEnvironment) -> Refusal | None:
         """``None`` if ``need`` fits ``ce`` right now."""
@@ -48,6 +63,11 @@ class Capacity:
                 f"{ce.name} has maxvCpus {ce.max_vcpus:g}",
                 True,
             )
+        pool = self.pool_of(ce.name)
+        if pool is not None:
+            if not ce.enabled:
+                return Refusal(f"{INSUFFICIENT} - compute environment {ce.name} is DISABLED", False)
+            return pool.refusal(need, ce, self.vcpus_used.get(ce.name, 0.0))
         if need.memory_mib is not None and need.memory_mib > self.memory_mib:
             return Refusal(
                 f"{JOB_RESOURCE} - the job needs {need.memory_mib} MiB of memory but the host has "
@@ -82,6 +102,10 @@ class Capacity:
     def acquire(self, need: Resources, ce_name: str, gpu_ids: tuple[int, ...] | None = None) -> tuple[int, ...]:
         """Take ``need`` on ``ce_name``; ``gpu_ids`` re-takes the GPUs a re-attached attempt already holds."""
         self.vcpus_used[ce_name] = self.vcpus_used.get(ce_name, 0.0) + need.vcpus
+        pool = self.pool_of(ce_name)
+        if pool is not None:
+            pool.acquire(need, ce_name)
+            return ()
         if need.memory_mib is not None:
             self.memory_used += need.memory_mib
         if gpu_ids is not None:
@@ -93,6 +117,10 @@ class Capacity:
 
     def release(self, need: Resources, ce_name: str, gpu_ids: tuple[int, ...]) -> None:
         self.vcpus_used[ce_name] = self.vcpus_used.get(ce_name, 0.0) - need.vcpus
+        pool = self.pool_of(ce_name)
+        if pool is not None:
+            pool.release(need, ce_name)
+            return
         if need.memory_mib is not None:
             self.memory_used -= need.memory_mib
         self.free_gpus.extend(gpu_ids)

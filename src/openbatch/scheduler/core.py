@@ -39,7 +39,14 @@ from openbatch.store.job_codec import to_record
 logger = logging.getLogger(__name__)
 
 S = JobStatus
-HOST_TERMINATED = f"Host EC2 (instance openbatch-{socket.gethostname()}) terminated."
+
+
+def host_terminated(instance: str) -> str:
+    """AWS's status reason for an attempt whose instance went away."""
+    return f"Host EC2 (instance {instance}) terminated."
+
+
+HOST_TERMINATED = host_terminated(f"openbatch-{socket.gethostname()}")
 SERVER_STOPPED = "The OpenBatch server stopped while this attempt was running"
 
 StatusListener = Callable[[Sequence[StatusChange]], None]

@@ -9,6 +9,7 @@ from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_tags
+from openbatch.executors.binding import check_binding_tags
 from openbatch.service import compute_rules
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import resource_page
@@ -52,6 +53,7 @@ def _check_definition(req: s.CreateComputeEnvironment) -> None:
 def create(ctx: ServiceContext, caller: Caller, req: s.CreateComputeEnvironment) -> dict[str, Any]:
     name = check_name("Compute environment", req.computeEnvironmentName)
     _check_definition(req)
+    check_binding_tags(req.tags)
     body = req.echo()
     if req.type == "MANAGED" and req.computeResources is not None:
         compute_rules.check_create(body["computeResources"])

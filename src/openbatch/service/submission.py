@@ -20,6 +20,7 @@ from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
 from openbatch.domain.resources import JobQueue, SchedulingPolicy
 from openbatch.domain.states import JobStatus
 from openbatch.domain.validation import check_range, check_tags
+from openbatch.executors.binding import check_resources_tag
 from openbatch.fidelity import consumables, multi_container
 from openbatch.service import multinode
 from openbatch.store.base import JobDefinitionRecord
@@ -188,6 +189,7 @@ def build_jobs(spec: JobSpec, req: s.SubmitJob, now: int) -> list[Job]:
     """The jobs to store: one job, or an array parent followed by its children."""
     job_id = str(uuid.uuid4())
     tags = check_tags(req.tags)
+    check_resources_tag(tags)
     plain = tuple(d["jobId"] for d in spec.depends_on if d.get("type") is None or is_plain_sequential(spec, d))
     if spec.node_properties is not None:
         return multinode.build_jobs(spec, req, job_id, now, tags, plain)

@@ -1,0 +1,479 @@
+"""The server's side of one Ray cluster: an executor for the attempts placed on its compute
+environments, and the capacity (``scheduler.capacity.Pool``) those environments have.
+
+Attempts go to the dispatcher actor (``dispatcher.py``) in batches; its events (output, ends)
+come back through one long poll, and are acknowledged by the next. Capacity is read from the
+cluster's live nodes every second, so nodes joining or leaving (the Ray autoscaler) change what
+the scheduler places at once; what OpenBatch has placed is counted here, as Ray counts it: CPU,
+memory and GPUs are logical reservations, not limits (the task enforces the memory limit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from openbatch.domain.jobspec import Resources
+from openbatch.domain.resources import ComputeEnvironment
+from openbatch.executors.base import HOST_LOST, ExitCallback, ExitInfo, Handle, LaunchSpec, attempt_key
+from openbatch.executors.binding import RESOURCES_TAG, parse_resources
+from openbatch.logs.store import LogStore, LogWriter
+from openbatch.scheduler.capacity import INSUFFICIENT, JOB_RESOURCE, Refusal
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "openbatch"
+_POLL_WAIT_SECONDS = 0.5
+_NODES_SECONDS = 1.0
+_RETRY_SECONDS = 2.0
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    address: str
+    resources: Mapping[str, float]
+
+    @property
+    def cpus(self) -> float:
+        return self.resources.get("CPU", 0.0)
+
+    @property
+    def memory_mib(self) -> float:
+        return self.resources.get("memory", 0.0) / _MIB
+
+    @property
+    def gpus(self) -> float:
+        return self.resources.get("GPU", 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownRayAttempt:
+    key: str
+    spec: Mapping[str, Any]
+    exit: ExitInfo | None
+
+    @property
+    def gpu_ids(self) -> tuple[int, ...]:
+        return ()
+
+
+class RayAttempt:
+    """A handle: the attempt's process is on another machine, so it has no pid here."""
+
+    __slots__ = ("key", "writer")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.writer: LogWriter | None = None
+
+    @property
+    def pid(self) -> int:
+        return -1
+
+
+@dataclass(slots=True)
+class _Used:
+    cpus: float = 0.0
+    memory_mib: float = 0.0
+    gpus: float = 0.0
+    by_ce: dict[str, float] = field(default_factory=dict)
+
+
+def exit_from_result(result: Mapping[str, Any]) -> ExitInfo:
+    lost = result.get("reason") == HOST_LOST
+    return ExitInfo(
+        exit_code=result.get("exitCode"),
+        reason=result.get("reason"),
+        started=bool(result.get("started", True)),
+        ended_at=result.get("endedAt"),
+        lost_host=str(result.get("lostHost") or "unknown") if lost else None,
+    )
+
+
+class RayCluster:
+    """Executor and capacity pool for the compute environments bound to the Ray cluster at ``address``."""
+
+    reattaches = True
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        dispatcher_name: str,
+        log_store: LogStore,
+        log_group: str = "/aws/batch/job",
+        kill_grace_seconds: float = 30.0,
+        environments: Callable[[str], ComputeEnvironment | None] = lambda _name: None,
+    ) -> None:
+        self.address = address
+        self.dispatcher_name = dispatcher_name
+        self._log_store = log_store
+        self._log_group = log_group
+        self.kill_grace_seconds = kill_grace_seconds
+        self._environments = environments
+        self.on_change: Callable[[], None] = lambda: None
+        """Called on the event loop when the cluster's nodes change (or it connects)."""
+        self.error: str | None = "connecting"
+        """Why the cluster cannot take jobs now; ``None`` once connected."""
+        self.nodes: tuple[Node, ...] = ()
+        self._used = _Used()
+        self._actor: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._known: dict[str, KnownRayAttempt] = {}
+        self._callbacks: dict[str, ExitCallback] = {}
+        self._handles: dict[str, RayAttempt] = {}
+        self._streams: dict[str, str] = {}
+        """Log stream of every attempt followed, by key."""
+        self._pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        self._closing = False
+        self._stop = threading.Event()
+        self._acked = 0
+        self._polls_sent = 0
+        self._deferred: dict[str, tuple[ExitInfo, int]] = {}
+        """Re-attached attempts that had ended: (exit, polls sent when attached)."""
+
+    # --- connection --------------------------------------------------------------------
+
+    async def start(self, timeout: float) -> None:
+        """Connect (waiting up to ``timeout`` for what the dispatcher holds); keep trying in the background."""
+        self._loop = asyncio.get_running_loop()
+        connected = self._loop.create_future()
+        self._tasks.append(self._loop.create_task(self._run(connected), name=f"openbatch-ray-{self.address}"))
+        try:
+            await asyncio.wait_for(asyncio.shield(connected), timeout)
+        except TimeoutError:
+            logger.error(
+                "Ray cluster %s: not connected after %gs (%s); still trying", self.address, timeout, self.error
+            )
+
+    async def _run(self, connected: asyncio.Future[None]) -> None:
+        while not self._closing:
+            try:
+                await asyncio.to_thread(self._connect)
+                break
+            except Exception as exc:
+                self.error = f"Ray cluster {self.address} is not reachable: {exc}"
+                logger.warning("%s; retrying", self.error)
+                await asyncio.sleep(_RETRY_SECONDS)
+        if self._closing:
+            return
+        self.error = None
+        if not connected.done():
+            connected.set_result(None)
+        logger.info(
+            "Ray cluster %s: %d nodes, dispatcher %s holds %d attempts",
+            self.address,
+            len(self.nodes),
+            self.dispatcher_name,
+            len(self._known),
+        )
+        self._flush_launches()
+        self.on_change()
+        assert self._loop is not None
+        self._tasks.append(self._loop.create_task(self._watch_nodes(), name="openbatch-ray-nodes"))
+        await self._poll()
+
+    def _connect(self) -> None:
+        import ray
+
+        from openbatch.executors.ray.dispatcher import Dispatcher
+
+        if not ray.is_initialized():
+            host = self.address.rsplit(":", 1)[0]
+            # A loopback cluster (127.0.0.2 and the like): this driver is its node at that address; Ray
+            # would otherwise swap in the machine's routable address, where no node of the cluster is.
+            local = host if host.startswith("127.") and not self.address.startswith("ray://") else None
+            ray.init(
+                address=self.address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+                _node_ip_address=local,
+            )
+        actor_class = ray.remote(Dispatcher)
+        self._actor = actor_class.options(
+            name=self.dispatcher_name,
+            namespace=NAMESPACE,
+            lifetime="detached",
+            get_if_exists=True,
+            max_restarts=-1,
+            num_cpus=0,
+            # On the head node: the actor owns the tasks, which die with it if its node goes.
+            resources={"node:__internal_head__": 0.001},
+        ).remote()
+        held = ray.get(self._actor.known.remote(), timeout=60)
+        self._known = {
+            key: KnownRayAttempt(key, spec, exit_from_result(result) if result is not None else None)
+            for key, spec, result in held
+        }
+        for key, spec, _result in held:
+            self._streams[key] = str(spec.get("logStream") or key)
+        self.nodes = _read_nodes()
+
+    async def _watch_nodes(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(_NODES_SECONDS)
+            try:
+                nodes = await asyncio.to_thread(_read_nodes)
+            except Exception as exc:
+                logger.warning("Ray cluster %s: reading its nodes failed: %s", self.address, exc)
+                continue
+            if nodes != self.nodes:
+                before = {node.address for node in self.nodes}
+                after = {node.address for node in nodes}
+                if before != after:
+                    logger.info("Ray cluster %s: nodes %s", self.address, ", ".join(sorted(after)) or "none")
+                self.nodes = nodes
+                self.on_change()
+
+    async def _poll(self) -> None:
+        while not self._closing:
+            self._polls_sent += 1
+            sent = self._polls_sent
+            try:
+                events = await _resolve(self._actor.poll.remote(self._acked, _POLL_WAIT_SECONDS))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._closing:
+                    return
+                logger.warning("Ray cluster %s: polling the dispatcher failed: %s", self.address, exc)
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            for number, kind, key, payload in events:
+                self._acked = max(self._acked, number)
+                if kind == "log":
+                    self._write(key, payload)
+                elif kind == "exit":
+                    self._write(key, payload.get("lines", ()))
+                    self._deliver(key, exit_from_result(payload))
+            for key, (info, attached) in list(self._deferred.items()):
+                if attached < sent:
+                    del self._deferred[key]
+                    self._deliver(key, info)
+
+    def _write(self, key: str, lines: Iterable[tuple[int, str]]) -> None:
+        lines = list(lines)
+        stream = self._streams.get(key)
+        if not lines or stream is None:
+            return
+        handle = self._handles.get(key)
+        writer = handle.writer if handle is not None else None
+        if writer is None:
+            writer = self._log_store.open_writer(self._log_group, stream)
+            if handle is not None:
+                handle.writer = writer
+        try:
+            for timestamp, message in lines:
+                writer.write(int(timestamp), str(message))
+            writer.flush()
+        except OSError:
+            logger.exception("writing the log of attempt %s failed", key)
+        if handle is None:
+            writer.close()
+
+    def _deliver(self, key: str, info: ExitInfo) -> None:
+        handle = self._handles.pop(key, None)
+        if handle is not None and handle.writer is not None:
+            handle.writer.close()
+        callback = self._callbacks.pop(key, None)
+        if callback is None:
+            return
+        try:
+            callback(info)
+        except Exception:
+            logger.exception("exit callback of attempt %s failed", key)
+
+    # --- Executor protocol ----------------------------------------------------------------
+
+    def known_attempts(self) -> Mapping[str, KnownRayAttempt]:
+        return self._known
+
+    def attach(self, key: str, on_exit: ExitCallback) -> Handle:
+        handle = self._handles[key] = RayAttempt(key)
+        self._callbacks[key] = on_exit
+        known = self._known.get(key)
+        if known is not None and known.exit is not None:
+            # Delivered after the next poll: its end event, with the last lines of output, and any
+            # output not acknowledged by the previous server come first (if the dispatcher still has them).
+            self._deferred[key] = (known.exit, self._polls_sent)
+        return handle
+
+    def forget(self, keys: Iterable[str]) -> None:
+        batch = [key for key in keys if self._known.pop(key, None) is not None or key in self._streams]
+        for key in batch:
+            self._streams.pop(key, None)
+        if batch and self._actor is not None:
+            self._actor.forget.remote(batch)
+
+    def launch(self, spec: LaunchSpec, on_exit: ExitCallback) -> Handle:
+        key = attempt_key(spec.job_id, spec.attempt)
+        handle = self._handles[key] = RayAttempt(key)
+        self._callbacks[key] = on_exit
+        self._streams[key] = spec.log_stream
+        try:
+            self._log_store.create_stream(self._log_group, spec.log_stream)
+        except OSError:
+            logger.exception("creating log stream %s of job %s failed", spec.log_stream, spec.job_id)
+        if spec.container is not None:
+            info = ExitInfo(
+                exit_code=None,
+                started=False,
+                reason="CannotStartContainerError: container images are not run on Ray compute environments",
+            )
+            asyncio.get_running_loop().call_soon(self._deliver, key, info)
+            return handle
+        options: dict[str, Any] = {"num_cpus": spec.vcpus}
+        if spec.memory_mib:
+            options["memory"] = spec.memory_mib * _MIB
+        if spec.gpus:
+            options["num_gpus"] = spec.gpus
+        custom = {**self._ce_resources(spec.compute_environment), **_tag_resources(spec.tags)}
+        if custom:
+            options["resources"] = custom
+        body = {
+            "jobId": spec.job_id,
+            "attempt": spec.attempt,
+            "command": list(spec.command),
+            "environment": dict(spec.environment),
+            "workingDir": str(spec.working_dir),
+            "logStream": spec.log_stream,
+            "memoryMib": spec.memory_mib,
+            "computeEnvironment": spec.compute_environment,
+        }
+        first = not self._pending
+        self._pending.append((key, body, options))
+        if first:
+            asyncio.get_running_loop().call_soon(self._flush_launches)
+        return handle
+
+    def _flush_launches(self) -> None:
+        if self._actor is None or not self._pending:
+            return  # sent once connected
+        batch, self._pending = self._pending, []
+        self._actor.launch.remote(batch)
+
+    def kill(self, handle: Handle, grace_seconds: float | None = None, reason: str | None = None) -> None:
+        if not isinstance(handle, RayAttempt) or handle.key not in self._callbacks:
+            return
+        pending = [item for item in self._pending if item[0] == handle.key]
+        if pending:
+            # Not sent yet: it never starts.
+            self._pending = [item for item in self._pending if item[0] != handle.key]
+            info = ExitInfo(exit_code=None, started=False, reason=reason)
+            asyncio.get_running_loop().call_soon(self._deliver, handle.key, info)
+            return
+        grace = self.kill_grace_seconds if grace_seconds is None else grace_seconds
+        if self._actor is not None:
+            self._actor.kill.remote(handle.key, grace, reason)
+
+    async def aclose(self) -> None:
+        """Disconnect; the attempts keep running under the dispatcher."""
+        self._closing = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for handle in self._handles.values():
+            if handle.writer is not None:
+                handle.writer.close()
+
+    # --- capacity (scheduler.capacity.Pool) ------------------------------------------------------
+
+    def _ce_resources(self, ce_name: str) -> dict[str, float]:
+        ce = self._environments(ce_name)
+        return parse_resources(ce.tags.get(RESOURCES_TAG, "")) if ce is not None else {}
+
+    def refusal(self, need: Resources, ce: ComputeEnvironment, vcpus_used: float) -> Refusal | None:
+        if self.error is not None:
+            return Refusal(f"{INSUFFICIENT} - {self.error}", False)
+        custom = self._ce_resources(ce.name)
+        memory = need.memory_mib or 0
+        eligible = [node for node in self.nodes if all(node.resources.get(n, 0.0) >= q for n, q in custom.items())]
+        if not any(
+            node.cpus >= need.vcpus and node.memory_mib >= memory and node.gpus >= need.gpus for node in eligible
+        ):
+            return Refusal(f"{JOB_RESOURCE} - {self._no_node_reason(need, eligible, custom)}", True)
+        total_cpus = sum(node.cpus for node in eligible)
+        free = min(ce.max_vcpus - vcpus_used, total_cpus - self._used.cpus)
+        if need.vcpus > free:
+            return Refusal(
+                f"{INSUFFICIENT} - the job needs {need.vcpus:g} vCPUs; compute environment {ce.name} has "
+                f"{max(free, 0):g} free (maxvCpus {ce.max_vcpus:g}, Ray cluster {self.address}: "
+                f"{total_cpus:g} CPUs)",
+                False,
+            )
+        free_memory = sum(node.memory_mib for node in eligible) - self._used.memory_mib
+        if memory > free_memory:
+            return Refusal(
+                f"{INSUFFICIENT} - the job needs {memory} MiB of memory; {max(free_memory, 0):.0f} MiB are free "
+                f"on Ray cluster {self.address}",
+                False,
+            )
+        free_gpus = sum(node.gpus for node in eligible) - self._used.gpus
+        if need.gpus > free_gpus:
+            return Refusal(
+                f"{INSUFFICIENT} - the job needs {need.gpus} GPUs; {max(free_gpus, 0):g} are free on Ray cluster "
+                f"{self.address}",
+                False,
+            )
+        return None
+
+    def _no_node_reason(self, need: Resources, eligible: list[Node], custom: Mapping[str, float]) -> str:
+        wanted = f"{need.vcpus:g} vCPUs"
+        if need.memory_mib:
+            wanted += f", {need.memory_mib} MiB of memory"
+        if need.gpus:
+            wanted += f", {need.gpus} GPUs"
+        if custom:
+            wanted += " and " + " ".join(f"{n}={q:g}" for n, q in custom.items())
+        if not eligible:
+            return f"the job needs {wanted} but Ray cluster {self.address} has no such node"
+        largest = ", ".join(
+            f"{node.address}: {node.cpus:g} CPUs, {node.memory_mib:.0f} MiB, {node.gpus:g} GPUs" for node in eligible
+        )
+        return f"the job needs {wanted} but no node of Ray cluster {self.address} has that much ({largest})"
+
+    def acquire(self, need: Resources, ce_name: str) -> None:
+        self._used.cpus += need.vcpus
+        self._used.memory_mib += need.memory_mib or 0
+        self._used.gpus += need.gpus
+
+    def release(self, need: Resources, ce_name: str) -> None:
+        self._used.cpus -= need.vcpus
+        self._used.memory_mib -= need.memory_mib or 0
+        self._used.gpus -= need.gpus
+
+
+def _tag_resources(tags: Mapping[str, str]) -> dict[str, float]:
+    value = tags.get(RESOURCES_TAG)
+    if not value:
+        return {}
+    try:
+        return parse_resources(value)
+    except ValueError:
+        return {}  # refused at SubmitJob; a tag changed since then is ignored
+
+
+def _read_nodes() -> tuple[Node, ...]:
+    import ray
+
+    nodes = [
+        Node(str(entry.get("NodeManagerAddress", "")), dict(entry.get("Resources") or {}))
+        for entry in ray.nodes()
+        if entry.get("Alive")
+    ]
+    return tuple(sorted(nodes, key=lambda node: node.address))
+
+
+async def _resolve(ref: Any) -> Any:
+    return await asyncio.wrap_future(ref.future())

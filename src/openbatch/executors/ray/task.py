@@ -1,0 +1,247 @@
+"""What runs on a Ray node for one attempt: the job's command as a process group of its own.
+
+Output is read line by line and sent back to the dispatcher actor in batches (about four a
+second while the job prints), each batch also asking whether the attempt is to be stopped:
+that is how TerminateJob and timeouts reach a process on another machine. The memory limit is
+sampled as the local executor does it (resident set size of the group, from ``/proc``). When
+the main process exits, the rest of its group is killed, as when a container's PID 1 exits.
+
+Only the standard library and ``ray`` are used here: this module runs inside Ray workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
+NOT_STARTED = "CannotStartContainerError: "
+_REPORT_SECONDS = 0.25
+"""How often pending output is sent back (and a stop request picked up) while the job prints."""
+_HEARTBEAT_SECONDS = 0.5
+"""How often a silent job asks whether it is to be stopped."""
+_FIRST_REPORT_SECONDS = 0.1
+"""The first report (the node's address) comes soon: it is what lets a stop request reach the job.
+A job that ends sooner never reports, and costs no round trip."""
+_MEMORY_SECONDS = 0.5
+_DRAIN_SECONDS = 1.0
+_MAX_LINE = 256 * 1024 - 26
+_BASE_ENVIRONMENT = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM")
+_GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+_PR_SET_PDEATHSIG = 1
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+Lines = list[tuple[int, str]]
+"""(epoch ms, message) events, in order."""
+
+
+def _die_with_worker() -> None:
+    """In the child before exec: SIGKILL it when the Ray worker that started it dies (a lost node)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _group_rss(pgid: int) -> int:
+    """Resident bytes of every process in group ``pgid``."""
+    total = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                data = stat.read(1024)
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split(b" ", 23)
+        try:
+            if int(fields[2]) == pgid:
+                total += int(fields[21]) * _PAGE_SIZE
+        except (IndexError, ValueError):
+            continue
+    return total
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, sig)
+
+
+def _working_dir(wanted: str) -> str:
+    """The job's working directory as the server named it, if this node can make it; else a fresh one."""
+    try:
+        Path(wanted).mkdir(parents=True, exist_ok=True)
+        return wanted
+    except OSError:
+        return tempfile.mkdtemp(prefix="openbatch-job-")
+
+
+class _Output:
+    """Lines from the job's stdout and stderr, with partial lines kept until they end."""
+
+    def __init__(self) -> None:
+        self.lines: Lines = []
+        self._partial: dict[int, bytes] = {}
+
+    def feed(self, fd: int, data: bytes) -> None:
+        now = int(time.time() * 1000)
+        buffer = self._partial.pop(fd, b"") + data
+        *complete, rest = buffer.split(b"\n")
+        for line in complete:
+            self._add(now, line)
+        if len(rest) >= _MAX_LINE:
+            self._add(now, rest)
+        elif rest:
+            self._partial[fd] = rest
+
+    def close(self, fd: int) -> None:
+        rest = self._partial.pop(fd, b"")
+        if rest:
+            self._add(int(time.time() * 1000), rest)
+
+    def _add(self, now: int, line: bytes) -> None:
+        for start in range(0, max(len(line), 1), _MAX_LINE):
+            self.lines.append((now, line[start : start + _MAX_LINE].decode("utf-8", "replace")))
+
+    def take(self) -> Lines:
+        lines, self.lines = self.lines, []
+        return lines
+
+
+def run_attempt(dispatcher: Any, key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt to its end; the result is the attempt's exit (and its last lines of output)."""
+    import ray
+
+    node = ray.util.get_node_ip_address()
+    environment = {name: os.environ[name] for name in _BASE_ENVIRONMENT if name in os.environ}
+    environment.update(spec["environment"])
+    # Ray hands the task its GPUs through CUDA_VISIBLE_DEVICES: the job gets the same ones.
+    environment.update({name: os.environ[name] for name in _GPU_VARIABLES if name in os.environ})
+    environment["OPENBATCH_NODE_ADDRESS"] = node
+    try:
+        proc = subprocess.Popen(
+            spec["command"],
+            cwd=_working_dir(spec["workingDir"]),
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            process_group=0,
+            close_fds=True,
+            preexec_fn=_die_with_worker,
+        )
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": []}
+    return _Follow(dispatcher, key, spec, proc, node).run()
+
+
+class _Follow:
+    def __init__(
+        self, dispatcher: Any, key: str, spec: dict[str, Any], proc: subprocess.Popen[bytes], node: str
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.key = key
+        self.proc = proc
+        self.node = node
+        self.limit = spec["memoryMib"] * 1024 * 1024 if spec.get("memoryMib") else None
+        self.output = _Output()
+        self.reason: str | None = None
+        self.kill_at: float | None = None
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        except BaseException:
+            # Cancelled (KeyboardInterrupt from ray.cancel) or failing: the job does not outlive its task.
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            raise
+
+    def _run(self) -> dict[str, Any]:
+        proc = self.proc
+        assert proc.stdout is not None and proc.stderr is not None
+        selector = selectors.DefaultSelector()
+        for pipe in (proc.stdout, proc.stderr):
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe.fileno(), selectors.EVENT_READ)
+        open_pipes = 2
+        started = time.monotonic()
+        next_report = started + _REPORT_SECONDS
+        next_heartbeat = started + _FIRST_REPORT_SECONDS
+        next_memory = started + min(_MEMORY_SECONDS, 0.1)
+        drain_until: float | None = None
+        while open_pipes:
+            now = time.monotonic()
+            if drain_until is None and proc.poll() is not None:
+                # The main process is gone: the rest of its group goes with it (a container's PID 1).
+                _signal_group(proc.pid, signal.SIGKILL)
+                drain_until = now + _DRAIN_SECONDS
+            if drain_until is not None and now >= drain_until:
+                break
+            for selected, _events in selector.select(timeout=0.05):
+                fd = int(selected.fd)
+                try:
+                    data = os.read(fd, 64 * 1024)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    self.output.feed(fd, data)
+                else:
+                    selector.unregister(fd)
+                    self.output.close(fd)
+                    open_pipes -= 1
+            if drain_until is not None:
+                continue
+            now = time.monotonic()
+            if (self.output.lines and now >= next_report) or now >= next_heartbeat:
+                self._report()
+                next_report = now + _REPORT_SECONDS
+                next_heartbeat = now + _HEARTBEAT_SECONDS
+            if self.limit is not None and now >= next_memory:
+                next_memory = now + _MEMORY_SECONDS
+                if self.reason is None and _group_rss(proc.pid) > self.limit:
+                    self.reason = OOM_REASON
+                    _signal_group(proc.pid, signal.SIGKILL)
+            if self.kill_at is not None and now >= self.kill_at:
+                _signal_group(proc.pid, signal.SIGKILL)
+                self.kill_at = None
+        selector.close()
+        code = proc.wait()
+        _signal_group(proc.pid, signal.SIGKILL)
+        exit_code = 128 - code if code < 0 else code
+        if self.reason == OOM_REASON:
+            exit_code = 137
+        return {
+            "started": True,
+            "exitCode": exit_code,
+            "reason": self.reason,
+            "node": self.node,
+            "lines": self.output.take(),
+        }
+
+    def _report(self) -> None:
+        """Send pending output; the answer says whether to stop (the grace period, in seconds)."""
+        import ray
+
+        try:
+            stop = ray.get(self.dispatcher.report.remote(self.key, self.node, self.output.take()))
+        except Exception:
+            return  # the dispatcher restarting: the output of this batch is lost, the job goes on
+        if stop is None or self.kill_at is not None:
+            return
+        grace, reason = stop
+        if reason and self.reason is None:
+            self.reason = reason
+        if grace <= 0:
+            _signal_group(self.proc.pid, signal.SIGKILL)
+            return
+        _signal_group(self.proc.pid, signal.SIGTERM)
+        self.kill_at = time.monotonic() + grace

@@ -1,0 +1,261 @@
+"""Ray compute environments on a real multi-node Ray cluster on this machine.
+
+The cluster: a head with no CPUs on 127.0.0.2 and two workers with different resources,
+``small`` (127.0.0.3: 1 CPU, 1 GiB, custom resource ``small``) and ``big`` (127.0.0.4: 2 CPUs,
+3 GiB, custom resource ``big``). Jobs show where they ran through ``OPENBATCH_NODE_ADDRESS``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.compute import compute_resources
+from tests.support import ServerProcess, client_exception, unique, wait_for, wait_for_status
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
+
+    from tests.ray_support import LocalRayCluster
+
+pytest.importorskip("ray")
+
+pytestmark = pytest.mark.slow
+
+SMALL = "127.0.0.3"
+BIG = "127.0.0.4"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[LocalRayCluster]:
+    from tests.ray_support import LocalRayCluster, RayNode
+
+    cluster = LocalRayCluster(
+        workers=[
+            RayNode(SMALL, cpus=1, memory_mib=1024, resources={"small": 1}),
+            RayNode(BIG, cpus=2, memory_mib=3072, resources={"big": 1}),
+        ]
+    ).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_server(tmp_path_factory: pytest.TempPathFactory, ray_cluster: LocalRayCluster) -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        tmp_path_factory.mktemp("ray-server"),
+        extra_args=("--kill-grace-seconds", "2"),
+        env={"OPENBATCH_GPUS": "", "RAY_USAGE_STATS_ENABLED": "0"},
+    ).start(timeout=120)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def ray_queue(ray_server: ServerProcess, ray_cluster: LocalRayCluster) -> str:
+    """A job queue whose compute environment is bound to the cluster by tags, through the AWS API."""
+    batch = ray_server.batch()
+    ce = unique("ray-ce")
+    batch.create_compute_environment(
+        computeEnvironmentName=ce,
+        type="MANAGED",
+        computeResources=compute_resources("EC2", 8, minvCpus=0),
+        tags={"openbatch:executor": "ray", "openbatch:ray-address": ray_cluster.address},
+    )
+    queue = unique("ray-q")
+    batch.create_job_queue(
+        jobQueueName=queue, priority=1, computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}]
+    )
+    return queue
+
+
+def definition(batch: BatchClient, script: str, vcpus: str = "1", memory: str = "128", **kwargs: Any) -> str:
+    name = unique("ray-jd")
+    result = batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": ["sh", "-c", script],
+            "resourceRequirements": [{"type": "VCPU", "value": vcpus}, {"type": "MEMORY", "value": memory}],
+        },
+        **kwargs,
+    )
+    return f"{name}:{result['revision']}"
+
+
+def output(server: ServerProcess, job: dict[str, Any]) -> list[str]:
+    stream = job["container"]["logStreamName"]
+    events = server.logs().get_log_events(logGroupName="/aws/batch/job", logStreamName=stream)["events"]
+    return [event["message"] for event in events]
+
+
+def node_of(server: ServerProcess, job: dict[str, Any]) -> str:
+    lines = [line for line in output(server, job) if line.startswith("node=")]
+    assert lines, output(server, job)
+    return lines[0].removeprefix("node=").split()[0]
+
+
+NODE_SCRIPT = 'echo "node=$OPENBATCH_NODE_ADDRESS job=$AWS_BATCH_JOB_ID ce=$AWS_BATCH_CE_NAME"'
+
+
+def test_jobs_land_on_nodes_by_their_requirements(ray_server: ServerProcess, ray_queue: str) -> None:
+    batch = ray_server.batch()
+    submitted = {
+        # Only the big node has 2 CPUs, and 2 GiB of memory.
+        "two-vcpus": (definition(batch, NODE_SCRIPT, vcpus="2"), {}, BIG),
+        "two-gib": (definition(batch, NODE_SCRIPT, memory="2048"), {}, BIG),
+        # A custom Ray resource, asked for by the job's tag.
+        "small-only": (definition(batch, NODE_SCRIPT), {"openbatch:ray-resources": "small"}, SMALL),
+        "big-only": (definition(batch, NODE_SCRIPT), {"openbatch:ray-resources": "big=0.5"}, BIG),
+    }
+    ids = {
+        name: batch.submit_job(jobName=name, jobQueue=ray_queue, jobDefinition=jd, tags=tags)["jobId"]
+        for name, (jd, tags, _node) in submitted.items()
+    }
+    for name, job_id in ids.items():
+        job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+        assert job["status"] == "SUCCEEDED", job
+        line = next(line for line in output(ray_server, job) if line.startswith("node="))
+        ce = batch.describe_job_queues(jobQueues=[ray_queue])["jobQueues"][0]["computeEnvironmentOrder"][0]
+        expected_ce = ce["computeEnvironment"].rsplit("/", 1)[-1]
+        assert line == f"node={submitted[name][2]} job={job_id} ce={expected_ce}", (name, line)
+
+
+def test_a_job_bigger_than_any_node_waits_with_a_reason(ray_server: ServerProcess, ray_queue: str) -> None:
+    batch = ray_server.batch()
+    job_id = batch.submit_job(
+        jobName="too-big", jobQueue=ray_queue, jobDefinition=definition(batch, "true", vcpus="3")
+    )["jobId"]
+
+    def reason() -> str | None:
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        text = job.get("statusReason") or ""
+        return text if job["status"] == "RUNNABLE" and "no node of Ray cluster" in text else None
+
+    text = wait_for(reason, timeout=60)
+    assert text.startswith("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - the job needs 3 vCPUs"), text
+    assert f"{BIG}: 2 CPUs" in text, text
+    batch.terminate_job(jobId=job_id, reason="too big")
+    assert wait_for_status(batch, job_id, ["FAILED"])["statusReason"] == "too big"
+
+
+def test_terminate_kills_the_remote_process_group(ray_server: ServerProcess, ray_queue: str, tmp_path: Path) -> None:
+    batch = ray_server.batch()
+    pids = tmp_path / "pids"
+    tmp_path.chmod(0o777)
+    script = f"sleep 300 & echo $$ $! > {pids}.tmp; mv {pids}.tmp {pids}; echo started; wait"
+    job_id = batch.submit_job(jobName="stop-me", jobQueue=ray_queue, jobDefinition=definition(batch, script))["jobId"]
+    wait_for(pids.exists, timeout=120)
+    shell, sleeper = (int(pid) for pid in pids.read_text().split())
+    assert _alive(shell) and _alive(sleeper)
+    batch.terminate_job(jobId=job_id, reason="stopped by the test")
+    job = wait_for_status(batch, job_id, ["FAILED"], timeout=60)
+    assert job["statusReason"] == "stopped by the test"
+    assert job["attempts"][0]["container"]["exitCode"] in (137, 143)
+    wait_for(lambda: not _alive(shell) and not _alive(sleeper), timeout=10)
+    assert "started" in output(ray_server, job)
+
+
+def test_a_server_restart_reattaches_to_a_running_ray_job(
+    ray_server: ServerProcess, ray_queue: str, tmp_path: Path
+) -> None:
+    batch = ray_server.batch()
+    go = tmp_path / "go"
+    tmp_path.chmod(0o777)
+    script = f"echo before; while [ ! -e {go} ]; do sleep 0.2; done; echo after; exit 3"
+    job_id = batch.submit_job(jobName="outlive", jobQueue=ray_queue, jobDefinition=definition(batch, script))["jobId"]
+    job = wait_for_status(batch, job_id, ["RUNNING"], timeout=120)
+    wait_for(lambda: "before" in output(ray_server, job), timeout=60)
+    ray_server.crash()  # SIGKILL: nothing is handed over
+    go.touch()  # the job ends while no server runs
+    time.sleep(1)
+    ray_server.start(timeout=120)
+    batch = ray_server.batch()
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "FAILED" and len(job["attempts"]) == 1, job
+    assert job["attempts"][0]["container"]["exitCode"] == 3
+    assert output(ray_server, job) == ["before", "after"]
+
+    # And one still running when the server comes back is followed to its end.
+    go.unlink()
+    job_id = batch.submit_job(
+        jobName="outlive2", jobQueue=ray_queue, jobDefinition=definition(batch, script.replace("exit 3", "exit 0"))
+    )["jobId"]
+    job = wait_for_status(batch, job_id, ["RUNNING"], timeout=120)
+    wait_for(lambda: "before" in output(ray_server, job), timeout=60)
+    ray_server.restart()
+    batch = ray_server.batch()
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING"
+    go.touch()
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "SUCCEEDED" and len(job["attempts"]) == 1, job
+    assert output(ray_server, job) == ["before", "after"]
+
+
+def test_a_lost_node_fails_the_attempt_and_the_retry_runs_on_another(
+    ray_server: ServerProcess, ray_cluster: LocalRayCluster, ray_queue: str
+) -> None:
+    batch = ray_server.batch()
+    script = f"{NODE_SCRIPT}; sleep 300"
+    jd = definition(batch, script + "; true", retryStrategy={"attempts": 2})
+    first = batch.submit_job(jobName="lost", jobQueue=ray_queue, jobDefinition=jd)["jobId"]
+    job = wait_for_status(batch, first, ["RUNNING"], timeout=120)
+    wait_for(lambda: any(line.startswith("node=") for line in output(ray_server, job)), timeout=60)
+    node = node_of(ray_server, job)
+    victim = next(worker for worker in ray_cluster.workers if worker.address == node)
+    ray_cluster.kill(victim)
+    try:
+        # The retry runs on the other node; the first attempt failed with the lost host.
+        job = wait_for(lambda: _with_attempts(batch, first, 1), timeout=90)
+        assert job["attempts"][0]["statusReason"] == f"Host EC2 (instance {node}) terminated.", job
+        job = wait_for_status(batch, first, ["RUNNING"], timeout=120)
+        wait_for(lambda: sum(line.startswith("node=") for line in output(ray_server, job)) >= 1, timeout=60)
+        assert node_of(ray_server, job) != node
+        batch.terminate_job(jobId=first, reason="done")
+        wait_for_status(batch, first, ["FAILED"], timeout=60)
+    finally:
+        ray_cluster.restart(victim)
+
+
+def test_bad_bindings_are_refused(ray_server: ServerProcess) -> None:
+    batch = ray_server.batch()
+    for tags, fragment in (
+        ({"openbatch:executor": "slurm"}, "must be one of local, ray"),
+        ({"openbatch:executor": "ray"}, "needs tag openbatch:ray-address"),
+        ({"openbatch:executor": "ray", "openbatch:ray-address": "no port"}, "HOST:PORT"),
+        ({"openbatch:ray-resources": "CPU=2"}, "resourceRequirements"),
+    ):
+        with client_exception(fragment):
+            batch.create_compute_environment(
+                computeEnvironmentName=unique("bad"),
+                type="MANAGED",
+                computeResources=compute_resources("EC2", 4, minvCpus=0),
+                tags=tags,
+            )
+
+
+def _with_attempts(batch: BatchClient, job_id: str, count: int) -> dict[str, Any] | None:
+    job: dict[str, Any] = dict(batch.describe_jobs(jobs=[job_id])["jobs"][0])
+    return job if len(job.get("attempts", [])) >= count else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
