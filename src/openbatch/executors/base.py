@@ -7,12 +7,15 @@ the ``on_exit`` callback, how the attempt ended.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from openbatch.containers.spec import ContainerLaunch
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +64,18 @@ class ExitInfo:
 
 
 ExitCallback = Callable[[ExitInfo], None]
+
+
+def deliver_exit(on_exit: ExitCallback | None, info: ExitInfo, key: str) -> None:
+    """Call an attempt's exit callback, if it still has one; a failing callback is logged, never
+    raised into the executor that reports the exit."""
+    if on_exit is None:
+        return
+    try:
+        on_exit(info)
+    except Exception:
+        logger.exception("exit callback of attempt %s failed", key)
+
 
 HOST_LOST = "The host stopped while this attempt was running"
 """``ExitInfo.reason`` of an attempt that ended because its host (or the process that ran it) went

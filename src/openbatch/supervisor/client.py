@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openbatch.executors.base import ExitCallback, ExitInfo, Handle, LaunchSpec
+from openbatch.executors.base import ExitCallback, ExitInfo, Handle, LaunchSpec, deliver_exit
 from openbatch.executors.local import job_base_environment
 from openbatch.supervisor import protocol as p
 
@@ -217,14 +217,8 @@ class SupervisorExecutor:
 
     def _deliver(self, key: str, info: ExitInfo) -> None:
         self._launching.pop(key, None)
-        callback = self._callbacks.pop(key, None)
         self._handles.pop(key, None)
-        if callback is None:
-            return
-        try:
-            callback(info)
-        except Exception:
-            logger.exception("exit callback of attempt %s failed", key)
+        deliver_exit(self._callbacks.pop(key, None), info, key)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._writer is None or self._writer.is_closing() or self._reconnecting:

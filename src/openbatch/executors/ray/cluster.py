@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
-from openbatch.executors.base import HOST_LOST, ExitCallback, ExitInfo, Handle, LaunchSpec, attempt_key
+from openbatch.executors.base import HOST_LOST, ExitCallback, ExitInfo, Handle, LaunchSpec, attempt_key, deliver_exit
 from openbatch.executors.binding import RESOURCES_TAG, parse_resources
 from openbatch.logs.store import LogStore, LogWriter
 from openbatch.scheduler.capacity import INSUFFICIENT, JOB_RESOURCE, Refusal
+from openbatch.supervisor.client import KnownAttempt
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ class Node:
     @property
     def gpus(self) -> float:
         return self.resources.get("GPU", 0.0)
-
-
-@dataclass(frozen=True, slots=True)
-class KnownRayAttempt:
-    key: str
-    spec: Mapping[str, Any]
-    exit: ExitInfo | None
-
-    @property
-    def gpu_ids(self) -> tuple[int, ...]:
-        return ()
 
 
 class RayAttempt:
@@ -95,45 +84,56 @@ def exit_from_result(result: Mapping[str, Any]) -> ExitInfo:
     )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    address: str
+    """``HOST:PORT`` of the head (GCS), or ``ray://HOST:PORT``."""
+    dispatcher_name: str
+    """The detached actor that owns this server's attempts on the cluster (``dispatcher.py``)."""
+    log_group: str = "/aws/batch/job"
+    kill_grace_seconds: float = 30.0
+
+
 class RayCluster:
     """Executor and capacity pool for the compute environments bound to the Ray cluster at ``address``."""
 
     reattaches = True
 
+    @property
+    def address(self) -> str:
+        return self.settings.address
+
     def __init__(
         self,
-        address: str,
-        *,
-        dispatcher_name: str,
+        settings: ClusterSettings,
         log_store: LogStore,
-        log_group: str = "/aws/batch/job",
-        kill_grace_seconds: float = 30.0,
         environments: Callable[[str], ComputeEnvironment | None] = lambda _name: None,
     ) -> None:
-        self.address = address
-        self.dispatcher_name = dispatcher_name
+        self.settings = settings
         self._log_store = log_store
-        self._log_group = log_group
-        self.kill_grace_seconds = kill_grace_seconds
         self._environments = environments
+        """The compute environments by name, for their ``openbatch:ray-resources`` tag."""
         self.on_change: Callable[[], None] = lambda: None
         """Called on the event loop when the cluster's nodes change (or it connects)."""
         self.error: str | None = "connecting"
         """Why the cluster cannot take jobs now; ``None`` once connected."""
         self.nodes: tuple[Node, ...] = ()
         self._used = _Used()
+        """What OpenBatch has placed on the cluster, over all its compute environments."""
         self._actor: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._known: dict[str, KnownRayAttempt] = {}
+        self._known: dict[str, KnownAttempt] = {}
+        """What the dispatcher held when this server connected."""
         self._callbacks: dict[str, ExitCallback] = {}
         self._handles: dict[str, RayAttempt] = {}
         self._streams: dict[str, str] = {}
         """Log stream of every attempt followed, by key."""
         self._pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+        """Launches not sent yet: (key, spec, task options), sent as one call."""
         self._closing = False
-        self._stop = threading.Event()
         self._acked = 0
+        """The last event handled: the next poll acknowledges it."""
         self._polls_sent = 0
         self._deferred: dict[str, tuple[ExitInfo, int]] = {}
         """Re-attached attempts that had ended: (exit, polls sent when attached)."""
@@ -170,7 +170,7 @@ class RayCluster:
             "Ray cluster %s: %d nodes, dispatcher %s holds %d attempts",
             self.address,
             len(self.nodes),
-            self.dispatcher_name,
+            self.settings.dispatcher_name,
             len(self._known),
         )
         self._flush_launches()
@@ -198,7 +198,7 @@ class RayCluster:
             )
         actor_class = ray.remote(Dispatcher)
         self._actor = actor_class.options(
-            name=self.dispatcher_name,
+            name=self.settings.dispatcher_name,
             namespace=NAMESPACE,
             lifetime="detached",
             get_if_exists=True,
@@ -209,7 +209,7 @@ class RayCluster:
         ).remote()
         held = ray.get(self._actor.known.remote(), timeout=60)
         self._known = {
-            key: KnownRayAttempt(key, spec, exit_from_result(result) if result is not None else None)
+            key: KnownAttempt(key, spec, exit_from_result(result) if result is not None else None)
             for key, spec, result in held
         }
         for key, spec, _result in held:
@@ -266,7 +266,7 @@ class RayCluster:
         handle = self._handles.get(key)
         writer = handle.writer if handle is not None else None
         if writer is None:
-            writer = self._log_store.open_writer(self._log_group, stream)
+            writer = self._log_store.open_writer(self.settings.log_group, stream)
             if handle is not None:
                 handle.writer = writer
         try:
@@ -282,17 +282,11 @@ class RayCluster:
         handle = self._handles.pop(key, None)
         if handle is not None and handle.writer is not None:
             handle.writer.close()
-        callback = self._callbacks.pop(key, None)
-        if callback is None:
-            return
-        try:
-            callback(info)
-        except Exception:
-            logger.exception("exit callback of attempt %s failed", key)
+        deliver_exit(self._callbacks.pop(key, None), info, key)
 
     # --- Executor protocol ----------------------------------------------------------------
 
-    def known_attempts(self) -> Mapping[str, KnownRayAttempt]:
+    def known_attempts(self) -> Mapping[str, KnownAttempt]:
         return self._known
 
     def attach(self, key: str, on_exit: ExitCallback) -> Handle:
@@ -318,7 +312,7 @@ class RayCluster:
         self._callbacks[key] = on_exit
         self._streams[key] = spec.log_stream
         try:
-            self._log_store.create_stream(self._log_group, spec.log_stream)
+            self._log_store.create_stream(self.settings.log_group, spec.log_stream)
         except OSError:
             logger.exception("creating log stream %s of job %s failed", spec.log_stream, spec.job_id)
         if spec.container is not None:
@@ -369,7 +363,7 @@ class RayCluster:
             info = ExitInfo(exit_code=None, started=False, reason=reason)
             asyncio.get_running_loop().call_soon(self._deliver, handle.key, info)
             return
-        grace = self.kill_grace_seconds if grace_seconds is None else grace_seconds
+        grace = self.settings.kill_grace_seconds if grace_seconds is None else grace_seconds
         if self._actor is not None:
             self._actor.kill.remote(handle.key, grace, reason)
 

@@ -17,7 +17,7 @@ from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
 from openbatch.executors.base import Executor
 from openbatch.executors.binding import binding_of
-from openbatch.executors.ray.cluster import RayCluster
+from openbatch.executors.ray.cluster import ClusterSettings, RayCluster
 from openbatch.executors.router import ExecutorRouter
 from openbatch.logs.store import LogStore
 from openbatch.scheduler.capacity import INSUFFICIENT, Pool, Refusal
@@ -101,13 +101,10 @@ class RayEnvironments:
             )
         if importlib.util.find_spec("ray") is None:
             return Unavailable("Ray is not installed on this server (pip install 'openbatch[ray]')")
-        cluster = self.cluster = RayCluster(
-            address,
-            dispatcher_name=self.dispatcher_name,
-            log_store=self._log_store,
-            kill_grace_seconds=self._kill_grace,
-            environments=self._registry.compute_environments.get,
+        settings = ClusterSettings(
+            address=address, dispatcher_name=self.dispatcher_name, kill_grace_seconds=self._kill_grace
         )
+        cluster = self.cluster = RayCluster(settings, self._log_store, self._registry.compute_environments.get)
         cluster.on_change = self._wake
         self._router.add(cluster)
         if self._started:

@@ -39,6 +39,8 @@ _GPU_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 _PR_SET_PDEATHSIG = 1
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
+_PIPES: dict[str, Any] = {"stdin": subprocess.DEVNULL, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+
 Lines = list[tuple[int, str]]
 """(epoch ms, message) events, in order."""
 
@@ -130,12 +132,9 @@ def run_attempt(dispatcher: Any, key: str, spec: dict[str, Any]) -> dict[str, An
             spec["command"],
             cwd=_working_dir(spec["workingDir"]),
             env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
             process_group=0,
-            close_fds=True,
             preexec_fn=_die_with_worker,
+            **_PIPES,
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": []}
