@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table, Text, text
 
 metadata = MetaData()
 
@@ -45,7 +45,24 @@ jobs = Table(
     Column("definition_name", String(128), nullable=True),
     Column("definition_revision", Integer, nullable=True),
     Index("ix_jobs_queue_status_created", "queue", "status", "created_at"),
-    Index("ix_jobs_queue_created", "queue", "created_at"),
+    # ListJobs by queue: top-level jobs only (children are listed through their parent), in page order.
+    Index(
+        "ix_jobs_top_queue_created",
+        "queue",
+        "created_at",
+        "id",
+        sqlite_where=text("array_index IS NULL"),
+        postgresql_where=text("array_index IS NULL"),
+    ),
+    Index(
+        "ix_jobs_top_queue_status_created",
+        "queue",
+        "status",
+        "created_at",
+        "id",
+        sqlite_where=text("array_index IS NULL"),
+        postgresql_where=text("array_index IS NULL"),
+    ),
     Index("ix_jobs_parent_index", "parent_id", "array_index"),
     Index("ix_jobs_status", "status"),
 )
