@@ -243,6 +243,18 @@ def test_job_list_filters_pages_and_search(server: ServerProcess, batch: BatchCl
     expect()(page.locator("#jobs tbody tr")).to_have_count(4)
     page.locator("#page-prev").click()
     expect()(page.locator("#jobs tbody tr")).to_have_count(100)
+    # Keys: t switches light and dark, g d goes to the dashboard, ? lists the keys.
+    page.locator("#page-prev").blur()
+    theme = page.evaluate("document.documentElement.dataset.theme")
+    page.keyboard.press("t")
+    assert page.evaluate("document.documentElement.dataset.theme") == ("dark" if theme == "light" else "light")
+    page.keyboard.press("g")
+    page.keyboard.press("d")
+    expect()(page.locator("#queues")).to_be_visible()
+    page.keyboard.press("?")
+    expect()(page.locator("#help")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect()(page.locator("#help")).to_be_hidden()
 
 
 def test_an_arrays_grid_shows_each_childs_state(server: ServerProcess, batch: BatchClient, page: Page) -> None:

@@ -71,11 +71,11 @@ function showBanner(message) {
   node.textContent = message;
 }
 
-/** Redraw soon (at most once a second) when the view cares about these changes. */
+/** Redraw soon (at most once per the view's minInterval) when the view cares about these changes. */
 function changed(changes) {
   if (!current || (changes && current.wants && !current.wants(changes))) return;
   if (pending) return;
-  const wait = Math.max(0, 1000 - (Date.now() - lastRefresh));
+  const wait = Math.max(0, (current.minInterval || 1000) - (Date.now() - lastRefresh));
   pending = setTimeout(() => {
     pending = null;
     refreshNow();
@@ -93,7 +93,7 @@ function dashboardView() {
     h("div", { class: "page-head" }, h("h1", {}, "Dashboard"), h("span", { class: "spacer" }),
       h("span", { class: "muted", id: "updated" })),
     tiles,
-    h("div", { class: "grid two" },
+    h("div", { class: "grid two dash" },
       h("section", { class: "panel", "aria-labelledby": "queues-title" },
         h("div", { class: "panel-head" }, h("h2", { id: "queues-title" }, "Job queues")), queuesBody),
       h("section", { class: "panel", "aria-labelledby": "throughput-title" },
@@ -111,6 +111,8 @@ function dashboardView() {
   );
   return {
     wants: () => true,
+    // Its counts take a few listings per queue: while thousands of jobs change, redraw every 3 s.
+    minInterval: 3000,
     async refresh() {
       const [queues, envs] = await Promise.all([
         api.listAll("DescribeJobQueues", {}, "jobQueues", 10000),
@@ -241,10 +243,10 @@ function drawThroughput(body, finished) {
   };
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img",
     "aria-label": `${ok.reduce((a, b) => a + b, 0)} jobs succeeded and ${bad.reduce((a, b) => a + b, 0)} failed in the last hour` });
-  for (const frac of [0, 0.5, 1]) {
-    const y = H - bottom - (H - bottom - top) * frac;
+  for (const tick of new Set([0, Math.floor(peak / 2), peak])) {
+    const y = H - bottom - scale(tick);
     svg.append(s("line", { class: "gridline", x1: left, x2: W, y1: y, y2: y }));
-    svg.append(s("text", { class: "axis", x: left - 6, y: y + 3, "text-anchor": "end" }, String(Math.round(peak * frac))));
+    svg.append(s("text", { class: "axis", x: left - 6, y: y + 3, "text-anchor": "end" }, String(tick)));
   }
   ok.forEach((v, i) => {
     const x = left + i * bw + 1;
