@@ -626,7 +626,7 @@ function runView(runId) {
   view.replaceChildren(head,
     h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Steps")), dag),
     h("div", { class: "grid two", style: "margin-top:16px" },
-      h("section", { class: "panel" }, steps), params));
+      h("section", { class: "panel" }, h("div", { class: "panel-head" }, h("h2", {}, "Step jobs")), steps), params));
   let definition = null;
   let jobIds = new Set();
   return {
