@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pwd
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,11 @@ class Settings:
     """JSON file mapping job ``image`` names to local directories put first on PATH (``fidelity/container_env``)."""
     public_url: str | None = None
     """How receivers reach this server (SNS SubscribeURL, SigningCertURL); default ``http://host:port``."""
+    cluster_url: str | None = None
+    """How the other servers on the same PostgreSQL database reach this one; default ``http://host:port``."""
+    lost_host_seconds: float = 60.0
+    """Several servers on PostgreSQL: a lost server's attempts are killed by its supervisor and, this long
+    after another server took over, end with ``Host EC2 (instance …) terminated.`` (see ``cluster/``)."""
     smtp_url: str | None = None
     """``smtp://[user:password@]host:port`` (``smtps://`` for TLS) for email subscriptions; ``None``: no email."""
     ray_address: str | None = None
@@ -60,6 +66,20 @@ class Settings:
         if self.database_url:
             return normalize_database_url(self.database_url)
         return f"sqlite:///{self.data_dir / 'openbatch.db'}"
+
+    @property
+    def clustered(self) -> bool:
+        """On PostgreSQL, servers elect the one that runs the scheduler (one server alone leads at once)."""
+        return self.resolved_database_url.startswith("postgresql")
+
+    @property
+    def advertised_url(self) -> str:
+        if self.cluster_url:
+            return self.cluster_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
     @property
     def logs_dir(self) -> Path:

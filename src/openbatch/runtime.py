@@ -10,6 +10,7 @@ from typing import Any
 from openbatch.api import schemas as s
 from openbatch.api.operations import Reply
 from openbatch.clock import SystemClock
+from openbatch.cluster.leadership import instance_name
 from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
@@ -94,6 +95,8 @@ class Runtime:
             kill_grace_seconds=self.settings.kill_grace_seconds,
             run_as=identity,
             sandbox_hidden=sandbox.hidden if sandbox is not None else (),
+            # Another server may take over this one's attempts: they must not outlive it for long.
+            fence_seconds=self.settings.lost_host_seconds / 4 if self.settings.clustered else None,
         )
         await executor.start()
         self._log_isolation(sandboxed=sandbox is not None)
@@ -124,6 +127,9 @@ class Runtime:
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
         ray_environments.set_wake(engine.wake)
+        if self.settings.clustered:
+            engine.host = instance_name(self.settings.data_dir)
+            engine.lost_host_seconds = self.settings.lost_host_seconds
         self._jobs = JobService(self.ctx, engine)
         usage.live_jobs = engine.jobs
         engine.add_status_listener(usage.on_status_changes)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 import uvicorn
 from starlette.applications import Starlette
 
+from openbatch import cluster
 from openbatch.api import schemas as s
 from openbatch.api.app import create_app
 from openbatch.api.auth import ScopeAuthenticator
@@ -38,14 +39,21 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     runtime.engine_hooks.append(container_environment_hook(settings, runtime.ctx, runtime.registry))
     runtime.engine_hooks.append(containers.configure(settings, settings.container_runtime))
     register_job_operations(s.JOB_OPERATIONS)
+    # On PostgreSQL the scheduler runs in one server at a time: this one starts its runtime when elected.
+    leadership = cluster.leadership_for(runtime) if settings.clustered else None
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
+        if leadership is not None:
+            await leadership.start()
+        else:
+            await runtime.start()
         logger.info("OpenBatch ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         try:
             yield
         finally:
+            if leadership is not None:
+                await leadership.stop()
             await events.stop()
             await runtime.stop()
 
@@ -61,6 +69,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
             *events.routes,
             *workflow_routes(runtime.started_workflows),
             *task_metadata.routes(lambda: runtime.jobs, settings.region, settings.account_id),
+            *(cluster.routes(leadership) if leadership is not None else []),
         ],
     )
     app.add_middleware(RequestLog)
@@ -69,6 +78,8 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
     broker = install_auth(app, runtime.ctx, settings)
     if broker is not None:
         runtime.engine_hooks.append(lambda engine: attach_job_roles(broker, engine))
+    if leadership is not None:
+        cluster.install(app, leadership)
     # Added last, so outermost: oversized bodies and floods are turned away before authentication reads a body.
     app.add_middleware(
         RequestLimits,

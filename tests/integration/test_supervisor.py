@@ -109,3 +109,37 @@ def test_attempts_of_a_supervisor_that_died_are_lost_not_rerun(tmp_path: Path) -
         time.sleep(0.05)
     assert not alive(job_pid)  # the new supervisor killed the orphan of the one that died
     assert runs.read_text().split() == [str(job_pid)]
+
+
+def test_a_fenced_supervisor_kills_its_attempts_once_no_server_is_connected(tmp_path: Path) -> None:
+    """Several servers share a store: another may take over this host's attempts, so they must end when
+    no server has been connected for the fence; without a fence (one server) they run on."""
+    finished = tmp_path / "finished"
+
+    async def main() -> tuple[ExitInfo | None, ExitInfo | None]:
+        fenced = SupervisorExecutor(
+            tmp_path / "supervisor", tmp_path / "logs", kill_grace_seconds=1, linger_seconds=5, fence_seconds=0.5
+        )
+        await fenced.start()
+        fenced.launch(spec(tmp_path, "fenced", f"sleep 3; echo fenced >> {finished}"), lambda info: None)
+        unfenced = executor(tmp_path / "other")
+        await unfenced.start()
+        unfenced.launch(spec(tmp_path, "unfenced", f"sleep 3; echo unfenced >> {finished}"), lambda info: None)
+        await asyncio.sleep(0.5)
+        await fenced.aclose()
+        await unfenced.aclose()
+        await asyncio.sleep(4)
+        outcomes = []
+        for state_dir in (tmp_path / "supervisor", tmp_path / "other" / "supervisor"):
+            again = SupervisorExecutor(state_dir, tmp_path / "logs", linger_seconds=1)
+            await again.start()
+            known = list(again.known_attempts().values())
+            outcomes.append(known[0].exit if known else None)
+            again.forget([k.key for k in known])
+            await again.aclose()
+        return outcomes[0], outcomes[1]
+
+    fenced, unfenced = run(main())
+    assert fenced is not None and fenced.reason == HOST_LOST and fenced.exit_code == 128 + signal.SIGKILL
+    assert unfenced is not None and unfenced.exit_code == 0
+    assert finished.read_text().splitlines() == ["unfenced"]

@@ -148,6 +148,18 @@ def server(
     public_url: str | None = typer.Option(
         None, envvar="OPENBATCH_PUBLIC_URL", help="URL receivers use to reach this server (default http://HOST:PORT)."
     ),
+    cluster_url: str | None = typer.Option(
+        None,
+        envvar="OPENBATCH_CLUSTER_URL",
+        help="URL the other servers on the same PostgreSQL database forward calls to (default http://HOST:PORT).",
+    ),
+    lost_host_seconds: float = typer.Option(
+        60.0,
+        min=1.0,
+        envvar="OPENBATCH_LOST_HOST_SECONDS",
+        help="Several servers on PostgreSQL: a dead server's running jobs end as a lost host this long after "
+        "another takes over (its supervisor kills them first).",
+    ),
     smtp_url: str | None = typer.Option(
         None, envvar="OPENBATCH_SMTP_URL", help="smtp://[user:pass@]host:port (smtps:// for TLS) for email topics."
     ),
@@ -190,6 +202,8 @@ def server(
         container_runtime=container_runtime,
         auth_file=auth_file,
         public_url=public_url,
+        cluster_url=cluster_url,
+        lost_host_seconds=lost_host_seconds,
         smtp_url=smtp_url,
         smtp_from=smtp_from,
         smtp_starttls=smtp_starttls,

@@ -56,6 +56,8 @@ class Attempt:
     task_id: str | None = None
     pid: int | None = None
     """Process (and process group) id while running; used to clean up after a crash."""
+    host: str | None = None
+    """The server instance whose executor ran it, when several servers share the store."""
 
 
 @dataclass(slots=True, kw_only=True, eq=False)

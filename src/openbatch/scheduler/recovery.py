@@ -11,15 +11,15 @@ from pathlib import Path
 from openbatch.domain import transitions as t
 from openbatch.domain.job import STATUS_SUMMARY_KEYS, Job, JobSpec
 from openbatch.executors.base import KnownAttempt, attempt_key
-from openbatch.scheduler.attempts import AttemptsMixin
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S
 from openbatch.scheduler.dependencies import DependencyMixin
+from openbatch.scheduler.lost_hosts import LostHostsMixin
 from openbatch.store.job_codec import from_record
 
 logger = logging.getLogger(__name__)
 
 
-class RecoveryMixin(AttemptsMixin, DependencyMixin):
+class RecoveryMixin(LostHostsMixin, DependencyMixin):
     def recover(self) -> None:
         """Reload unfinished jobs after a restart, and re-attach to their attempts.
 
@@ -60,13 +60,18 @@ class RecoveryMixin(AttemptsMixin, DependencyMixin):
         for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
             self._enqueue(job)
         followed = 0
+        elsewhere = []
         for job in loaded:
             if job.status not in (S.STARTING, S.RUNNING):
                 continue
-            if self.executor.reattaches:
-                followed += self._reattach(job, known.pop(attempt_key(job.id, job.attempt_number), None))
+            key = attempt_key(job.id, job.attempt_number)
+            if key not in known and self._ran_elsewhere(job):
+                elsewhere.append(job)  # another server's: neither followed nor started again here
+            elif self.executor.reattaches:
+                followed += self._reattach(job, known.pop(key, None))
             else:
                 self._abandon_attempt(job, now)
+        self._hold_lost(elsewhere)
         # Ended attempts whose outcome the store already has (the server stopped before acknowledging).
         self.executor.forget(list(known))
         logger.info("recovered %d unfinished jobs; re-attached to %d attempts", len(loaded), followed)

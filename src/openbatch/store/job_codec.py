@@ -22,6 +22,7 @@ _ATTEMPT_FIELDS = (
     "log_stream",
     "task_id",
     "pid",
+    "host",
 )
 
 

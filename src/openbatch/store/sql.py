@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,7 @@ class SqlStore:
         self.url = url
         self.engine = create_store_engine(url)
         self._conn: Connection | None = None
+        self._on_lost: Callable[[], None] | None = None
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
@@ -102,6 +103,8 @@ class SqlStore:
         next call.
         """
         if self._conn is None or self._conn.closed:
+            if self._on_lost is not None:
+                self._on_lost()  # a pinned connection is never replaced (see ``pin``)
             self._conn = self.engine.connect()
         conn = self._conn
         try:
@@ -111,7 +114,25 @@ class SqlStore:
             if exc.connection_invalidated or conn.invalidated:
                 conn.close()
                 self._conn = None
+                if self._on_lost is not None:
+                    self._on_lost()
             raise
+
+    def pin(self, conn: Connection, on_lost: Callable[[], None]) -> None:
+        """Use ``conn`` for every later call, and call ``on_lost`` (which must not return) if it breaks.
+
+        A leader's connection holds its session advisory lock: every write made on it commits only
+        while this server leads, and PostgreSQL releases the lock only when that session has ended.
+        Another connection would write without that guarantee, so a lost one is never replaced.
+        """
+        if self._conn is not None and self._conn is not conn:
+            self._conn.close()
+        self._conn = conn
+        self._on_lost = on_lost
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """A transaction on the store's connection, for capabilities' own tables."""
+        return self._begin()
 
     @property
     def dialect(self) -> str:
@@ -123,10 +144,14 @@ class SqlStore:
         config = Config()
         config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
         with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Servers starting together on one database migrate it one after the other.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74658)")
             config.attributes["connection"] = conn
             command.upgrade(config, revision)
 
     def close(self) -> None:
+        self._on_lost = None  # stopping: the lock goes with the connection, on purpose
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -64,8 +64,11 @@ class SupervisorExecutor:
         linger_seconds: float = 5.0,
         run_as: tuple[int, int] | None = None,
         sandbox_hidden: tuple[Path, ...] = (),
+        fence_seconds: float | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.fence_seconds = fence_seconds
+        """Several servers share the store: the supervisor kills its attempts after this long without one."""
         self.sandbox_hidden = sandbox_hidden
         self.logs_dir = logs_dir
         self.kill_grace_seconds = kill_grace_seconds
@@ -113,6 +116,9 @@ class SupervisorExecutor:
         state = p.decode(line)
         if state.get("op") != "state":
             raise RuntimeError(f"unexpected first message from the supervisor: {state.get('op')!r}")
+        if self.fence_seconds is not None:
+            # First on the connection, before any launch: no attempt runs unfenced.
+            self._writer.write(p.encode({"op": "fence", "seconds": self.fence_seconds}))
         self._known = {}
         for item in state["attempts"]:
             info = p.exit_from_json(item["exit"]) if item.get("exit") is not None else None

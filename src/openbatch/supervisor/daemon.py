@@ -56,6 +56,10 @@ class Supervisor:
         self.client: asyncio.StreamWriter | None = None
         self.stopping = False
         self._idle_since = asyncio.get_running_loop().time()
+        self.fence_seconds: float | None = None
+        """Set by a server that shares its store with others: kill the attempts once no server has
+        been connected for this long, before another server declares them lost."""
+        self._alone_since = self._idle_since
 
     # --- start-up -------------------------------------------------------------------
 
@@ -77,9 +81,21 @@ class Supervisor:
         logger.info("supervisor listening on %s", path)
         async with server:
             while not self.stopping and not self._idle_long_enough():
+                self._fence()
                 await asyncio.sleep(0.1)
         # Stopped (SIGTERM): the host goes away, and its attempts with it.
         await self.executor.aclose()
+
+    def _fence(self) -> None:
+        """No server for ``fence_seconds``: another one may take over this host's attempts, so they end."""
+        if self.fence_seconds is None or self.client is not None or not self.handles:
+            return
+        if asyncio.get_running_loop().time() - self._alone_since < self.fence_seconds:
+            return
+        logger.warning("no server for %.1f s: killing %d attempts (lost host)", self.fence_seconds, len(self.handles))
+        self.fence_seconds = None
+        for handle in self.handles.values():
+            self.executor.kill(handle, 0, HOST_LOST)
 
     def _idle_long_enough(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -95,6 +111,7 @@ class Supervisor:
             # A new server replaces one that is gone (or about to be): the newest is the one to tell.
             self.client.close()
         self.client = writer
+        self.fence_seconds = None  # until this server asks for it (``fence``)
         attempts = [
             {"key": key, "spec": spec, "running": key in self.handles, "exit": self.exits.get(key)}
             for key, spec in self.specs.items()
@@ -111,6 +128,7 @@ class Supervisor:
         finally:
             if self.client is writer:
                 self.client = None
+                self._alone_since = asyncio.get_running_loop().time()
             writer.close()
 
     def _send(self, message: dict[str, Any]) -> None:
@@ -129,6 +147,9 @@ class Supervisor:
         elif op == "forget":
             for key in message.get("keys", ()):
                 self.forget(str(key))
+        elif op == "fence":
+            seconds = message.get("seconds")
+            self.fence_seconds = None if seconds is None else float(seconds)
         else:
             logger.warning("unknown supervisor request %r", op)
 

@@ -1,6 +1,7 @@
 """What the server and the supervisor say to each other: one JSON object per line on a Unix socket.
 
-server → supervisor: ``launch`` {key, spec}, ``kill`` {key, grace, reason}, ``forget`` {keys}.
+server → supervisor: ``launch`` {key, spec}, ``kill`` {key, grace, reason}, ``forget`` {keys},
+``fence`` {seconds} (kill every attempt once no server has been connected for that long).
 supervisor → server: ``state`` {attempts: [{key, spec, pid, exit}]} once per connection, then
 ``started`` {key, pid}, ``refused`` {key} (that attempt was launched already) and ``exit`` {key, exit}.
 An exit is reported until the server says ``forget``: after a reconnect it comes again in ``state``.

@@ -1,0 +1,144 @@
+"""Followers answer every call by forwarding it to the leader, so that any server answers any call.
+
+The request goes on as it came (method, raw path, query, headers with the client's ``Host``, body),
+so a SigV4 signature made for this server's address verifies on the leader, and the leader's answer
+comes back as it was sent. Only ``/health`` (and ``/health/cluster``) are answered here.
+
+A call that cannot reach the leader (connection refused: it died, nothing was sent) waits for the
+next leader, which may be this server, and goes there; one that fails after it was sent is not
+repeated (a SubmitJob may have been committed): the client gets 503 and decides, as botocore does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from openbatch.api.errors import error_response
+from openbatch.cluster.leadership import Leadership
+
+FORWARDED = b"x-openbatch-forwarded"
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"content-length",
+    }
+)
+
+
+class Forwarding:
+    """ASGI middleware: serve here when this server leads, else forward to the leader."""
+
+    def __init__(self, app: ASGIApp, leadership: Leadership, *, wait_seconds: float = 30.0) -> None:
+        self.app = app
+        self.leadership = leadership
+        self.wait_seconds = wait_seconds
+        self._client: httpx.AsyncClient | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.leadership.leads or scope["path"].startswith("/health"):
+            await self.app(scope, receive, send)
+            return
+        body = await _read_body(receive)
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP]
+        if any(k.lower() == FORWARDED for k, _ in headers):
+            # Sent here by a server that took this one for the leader: never passed on again.
+            await _unavailable("This server does not run the scheduler now; retry", scope, receive, send)
+            return
+        client = scope.get("client")
+        headers.append((b"x-forwarded-for", (client[0] if client else "").encode()))
+        headers.append((FORWARDED, b"1"))
+        deadline = time.monotonic() + self.wait_seconds
+        while True:
+            if self.leadership.leads:
+                await self.app(scope, _replay(body, receive), send)
+                return
+            url = self.leadership.leader_url
+            if url is not None:
+                try:
+                    await self._forward(url, scope, headers, body, send)
+                    return
+                except httpx.ConnectError:
+                    pass  # nothing was sent: wait for the next leader
+                except httpx.HTTPError as exc:
+                    await _unavailable(f"The leading server did not answer: {exc}", scope, receive, send)
+                    return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await _unavailable("No server runs the scheduler now; retry", scope, receive, send)
+                return
+            await self.leadership.changed(min(remaining, 1.0))
+
+    async def _forward(
+        self, base: str, scope: Scope, headers: list[tuple[bytes, bytes]], body: bytes, send: Send
+    ) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=5.0))
+        path = scope.get("raw_path") or scope["path"].encode()
+        query = scope.get("query_string") or b""
+        target = base + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        request = self._client.build_request(
+            scope["method"],
+            target,
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+            content=body,
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            reply = [
+                (k.lower(), v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP and k.lower() != b"date"
+            ]
+            chunks = _chunks(response)
+            await send({"type": "http.response.start", "status": response.status_code, "headers": reply})
+            async for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+
+async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    async for chunk in response.aiter_raw():
+        if chunk:
+            yield chunk
+
+
+async def _read_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body read already, then the client's own messages (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+async def _unavailable(message: str, scope: Scope, receive: Receive, send: Send) -> None:
+    await error_response(503, "ServiceUnavailableException", message)(scope, receive, send)
