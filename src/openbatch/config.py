@@ -49,7 +49,7 @@ class Settings:
     """How receivers reach this server (SNS SubscribeURL, SigningCertURL); default ``http://host:port``."""
     cluster_url: str | None = None
     """How the other servers on the same PostgreSQL database reach this one; default ``http://host:port``."""
-    lost_host_seconds: float = 60.0
+    lost_host_seconds: float = 120.0
     """Several servers on PostgreSQL: a lost server's attempts are killed by its supervisor and, this long
     after another server took over, end with ``Host EC2 (instance …) terminated.`` (see ``cluster/``)."""
     smtp_url: str | None = None

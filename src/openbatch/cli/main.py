@@ -154,7 +154,7 @@ def server(
         help="URL the other servers on the same PostgreSQL database forward calls to (default http://HOST:PORT).",
     ),
     lost_host_seconds: float = typer.Option(
-        60.0,
+        120.0,
         min=1.0,
         envvar="OPENBATCH_LOST_HOST_SECONDS",
         help="Several servers on PostgreSQL: a dead server's running jobs end as a lost host this long after "
