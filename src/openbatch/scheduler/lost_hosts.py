@@ -78,13 +78,17 @@ class LostHostsMixin(AttemptsMixin):
             job = self.jobs.get(job_id)
             if job is None or job.status not in (S.STARTING, S.RUNNING) or job.current is None:
                 continue
-            reason = host_terminated(job.current.host or "unknown")
-            attempt = t.finish_attempt(job, now, None, LOST_REASON, reason)
-            if stop_reason is not None:
-                self._finish(job, partial(t.terminate, now=now, reason=stop_reason))
-            elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
-                self._set(job, partial(t.retry, now=now))
-                self._enqueue(job)
-            else:
-                self._finish(job, partial(t.fail, now=now, reason=reason))
+            self._attempt_lost(job, now, host_terminated(job.current.host or "unknown"), stop_reason)
         self.wake()
+
+    def _attempt_lost(self, job: Job, now: int, status_reason: str, stop_reason: str | None) -> None:
+        """End the current attempt of ``job`` as its host's loss; kinds of jobs with rules of their own
+        (multi-node parallel jobs' nodes) override this."""
+        attempt = t.finish_attempt(job, now, None, LOST_REASON, status_reason)
+        if stop_reason is not None:
+            self._finish(job, partial(t.terminate, now=now, reason=stop_reason))
+        elif t.should_retry(job.spec.retry, len(job.attempts), attempt):
+            self._set(job, partial(t.retry, now=now))
+            self._enqueue(job)
+        else:
+            self._finish(job, partial(t.fail, now=now, reason=status_reason))

@@ -38,6 +38,7 @@ from openbatch.executors.base import ExitInfo, KnownAttempt, LaunchSpec
 from openbatch.scheduler.capacity import Capacity, Refusal
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S, _remove_empty_dir
 from openbatch.scheduler.dispatch import DispatchMixin
+from openbatch.scheduler.lost_hosts import LOST_REASON
 from openbatch.scheduler.recovery import RecoveryMixin, _kill_orphan
 from openbatch.store.job_codec import from_record
 
@@ -396,6 +397,13 @@ class MultiNodeMixin(DispatchMixin, RecoveryMixin):
         if pid:
             _kill_orphan(pid, job.id)
         self._node_ended(job, now, ExitInfo(exit_code=None, reason=SERVER_STOPPED), HOST_TERMINATED)
+
+    def _attempt_lost(self, job: Job, now: int, status_reason: str, stop_reason: str | None) -> None:
+        if not job.is_node:
+            super()._attempt_lost(job, now, status_reason, stop_reason)
+            return
+        # A node lost with another server's host: its gang decides, as for any node's end.
+        self._node_ended(job, now, ExitInfo(exit_code=None, reason=LOST_REASON), status_reason)
 
     def recover(self) -> None:
         """Then, per multi-node job still running: its clock, its main node's end if that came first."""
