@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -449,3 +452,48 @@ def test_a_restart_mid_job_neither_loses_nor_repeats_a_node(tmp_path: Path) -> N
         assert sorted(runs.read_text().splitlines()) == ["0 1", "1 1", "2 1"]
     finally:
         server.stop()
+
+
+def test_openbatch_logs_follows_every_node(batch: BatchClient, server: ServerProcess, tmp_path: Path) -> None:
+    queue = make_queue(batch, max_vcpus=4)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    definition = multinode_definition(
+        batch,
+        [
+            ("0:0", f'while [ "$(ls {marks} | wc -l)" -lt 2 ]; do sleep 0.05; done; echo main done'),
+            ("1:", f'echo "node $AWS_BATCH_JOB_NODE_INDEX"; touch {marks}/$AWS_BATCH_JOB_NODE_INDEX; exit 4'),
+        ],
+    )
+    job_id = batch.submit_job(jobName="logs", jobQueue=queue, jobDefinition=definition)["jobId"]
+
+    def logs(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "openbatch.cli.main", "logs", job_id, *args, "--endpoint-url", server.url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=90)
+
+    # Every node's lines, prefixed with its index; the exit status is the job's, although nodes failed
+    followed = logs("-f")
+    assert followed.returncode == 0, followed.stderr
+    # (in the order the nodes wrote them, as the followed streams are read in turn)
+    assert sorted(followed.stdout.splitlines()) == ["[#0] main done", "[#1] node 1", "[#2] node 2"]
+    one = logs("--index", "2")
+    assert (one.returncode, one.stdout) == (0, "node 2\n")
+    beyond = logs("--index", "3")
+    assert beyond.returncode == 1 and beyond.stderr == f"error: job {job_id} has nodes 0 to 2; there is no index 3\n"
+
+
+def test_openbatch_ls_lists_the_nodes(batch: BatchClient, server: ServerProcess) -> None:
+    queue = make_queue(batch, max_vcpus=4)
+    definition = multinode_definition(batch, [("0:", "true")], num_nodes=2)
+    job_id = batch.submit_job(jobName="listed", jobQueue=queue, jobDefinition=definition)["jobId"]
+    wait_for_status(batch, job_id, DONE, timeout=60)
+
+    def ls(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "openbatch.cli.main", "ls", *args, "--endpoint-url", server.url]
+        return subprocess.run(command, capture_output=True, text=True, timeout=90)
+
+    nodes = ls("--multi-node-job-id", job_id, "-o", "json")
+    assert nodes.returncode == 0, nodes.stderr
+    assert [j["jobId"] for j in json.loads(nodes.stdout)] == [f"{job_id}#0", f"{job_id}#1"]
+    both = ls("--multi-node-job-id", job_id, "--array-job-id", job_id)
+    assert both.returncode != 0 and "cannot be given together" in both.stderr

@@ -197,15 +197,20 @@ def _summaries(
     name: str | None,
     array_job_id: str | None,
     limit: int,
+    multi_node_job_id: str | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """``(queue, job summary)`` newest first, at most ``limit`` (0: all)."""
     found: list[tuple[str, dict[str, Any]]] = []
     paginator = batch.get_paginator("list_jobs")
     cap: Any = {"MaxItems": limit} if limit else {}
-    if array_job_id:
+    parent: Any = {"arrayJobId": array_job_id} if array_job_id else {"multiNodeJobId": multi_node_job_id}
+    if array_job_id or multi_node_job_id:
         for status in statuses or STATUSES:
-            for page in paginator.paginate(arrayJobId=array_job_id, jobStatus=status, PaginationConfig=cap):  # type: ignore[arg-type]
+            for page in paginator.paginate(**parent, jobStatus=status, PaginationConfig=cap):  # type: ignore[arg-type]
                 found.extend(("", dict(j)) for j in page["jobSummaryList"])
+        if multi_node_job_id:
+            found.sort(key=lambda item: int((item[1].get("nodeProperties") or {}).get("nodeIndex") or 0))
+            return found[:limit] if limit else found
     for queue in queues if not array_job_id else []:
         if name:
             # With a filter AWS lists every status; the status filter is then ours.
@@ -233,18 +238,22 @@ def list_jobs_to(
     name: str | None,
     array_job_id: str | None,
     limit: int = 200,
+    multi_node_job_id: str | None = None,
 ) -> None:
     batch = common.batch_client(target)
     wanted = [s.upper() for s in statuses]
     for status in wanted:
         if status not in STATUSES:
             raise usage(f"unknown status {status!r}", f"statuses: {', '.join(STATUSES)}")
-    if array_job_id:
-        require_job(batch, array_job_id)
+    if array_job_id and multi_node_job_id:
+        raise usage("--array-job-id and --multi-node-job-id cannot be given together")
+    for parent in (array_job_id, multi_node_job_id):
+        if parent:
+            require_job(batch, parent)
     queues = [common.name_of(queue)] if queue else common.known_queues(batch)
     if queue:
         common.require_queue(batch, queue)
-    found = _summaries(batch, queues, wanted, name, array_job_id, limit)
+    found = _summaries(batch, queues, wanted, name, array_job_id, limit, multi_node_job_id)
     if output in ("json", "yaml"):
         common.dump([{**summary, **({"jobQueue": q} if q else {})} for q, summary in found], output)
         return
@@ -257,7 +266,7 @@ def list_jobs_to(
     columns += ["DEFINITION", "ARRAY", "EXIT", "REASON"] if wide else []
     rows = []
     for q, job in found:
-        array = job.get("arrayProperties") or {}
+        array = job.get("arrayProperties") or job.get("nodeProperties") or {}
         rows.append(
             [
                 job["jobId"],
@@ -268,7 +277,7 @@ def list_jobs_to(
                 *(
                     [
                         common.name_of(str(job.get("jobDefinition") or "")),
-                        array.get("size", array.get("index", "")),
+                        array.get("size", array.get("index", array.get("nodeIndex", array.get("numNodes", "")))),
                         (job.get("container") or {}).get("exitCode", ""),
                         job.get("statusReason", ""),
                     ]
@@ -285,6 +294,9 @@ def ls(
     status: list[str] | None = typer.Option(None, "--status", "-s", help="Only this status (repeatable)."),
     name: str | None = typer.Option(None, "--name", help="Job name, or a prefix ending in * (e.g. 'etl*')."),
     array_job_id: str | None = typer.Option(None, "--array-job-id", help="The children of this array job."),
+    multi_node_job_id: str | None = typer.Option(
+        None, "--multi-node-job-id", help="The nodes of this multi-node parallel job (jobId#index), in index order."
+    ),
     limit: int = typer.Option(200, "--limit", min=0, help="At most this many, newest first (0: all)."),
     output: str = OutputOption,
     endpoint_url: str | None = EndpointOption,
@@ -302,6 +314,7 @@ def ls(
             name=name,
             array_job_id=array_job_id,
             limit=limit,
+            multi_node_job_id=multi_node_job_id,
         )
 
 

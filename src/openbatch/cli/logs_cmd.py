@@ -4,7 +4,9 @@ Reads through the same wire APIs as any client (Batch DescribeJobs and
 CloudWatch Logs GetLogEvents). With ``-f`` it follows every attempt in turn
 until the job is terminal and exits 1 if the job FAILED. For an array parent
 it prints one child (``--index N``) or all children, each line prefixed with
-``[index]``. Errors are one line on stderr, never a traceback.
+``[index]``; for a multi-node parallel job one node or all nodes, prefixed with ``[#index]``,
+its exit status then being the job's (decided by its main node). Errors are one line on
+stderr, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +42,9 @@ class CliError(Exception):
 
 
 def logs(
-    job_id: str = typer.Argument(..., help="Job id (an array child as parentId:index)."),
+    job_id: str = typer.Argument(..., help="Job id (an array child as parentId:index, a node as jobId#index)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow every attempt until the job ends."),
-    index: int | None = typer.Option(None, "--index", help="For an array job: only this child."),
+    index: int | None = typer.Option(None, "--index", help="For an array or multi-node job: only this child or node."),
     attempt: int | None = typer.Option(None, help="Attempt number (default: the latest; all of them with -f)."),
     timestamps: bool = typer.Option(False, "--timestamps", "-t", help="Prefix each line with its time."),
     endpoint_url: str | None = typer.Option(
@@ -176,32 +178,32 @@ class _Follower:
         sys.stdout.flush()
 
 
-def _targets(batch: BatchClient, job_id: str, index: int | None) -> Iterator[tuple[str, str]]:
-    """``(job id, line prefix)`` for the job, one array child, or every child of an array parent."""
+def _targets(batch: BatchClient, job_id: str, index: int | None) -> tuple[list[tuple[str, str]], bool]:
+    """``(job id, line prefix)`` for the job, one array child or node, or every child or node; and whether
+    the job itself (a multi-node job, decided by its main node) gives the exit status rather than them."""
     jobs = _describe(batch, [job_id])
     job = jobs.get(job_id)
     if job is None:
         raise CliError(f"job {job_id} not found")
     size = (job.get("arrayProperties") or {}).get("size")
+    nodes = (job.get("nodeProperties") or {}).get("numNodes")
+    kinds, separator, count = ("children", ":", size) if size else ("nodes", "#", nodes)
     if index is not None:
-        if not size:
-            raise CliError(f"job {job_id} is not an array job; --index applies to array parents")
-        if not 0 <= index < size:
-            raise CliError(f"job {job_id} has children 0 to {size - 1}; there is no index {index}")
-        yield f"{job_id}:{index}", ""
-        return
-    if size:
-        for i in range(size):
-            yield f"{job_id}:{i}", f"[{i}] "
-        return
-    yield job_id, ""
+        if not count:
+            raise CliError(f"job {job_id} is not an array or multi-node job; --index applies to those")
+        if not 0 <= index < count:
+            raise CliError(f"job {job_id} has {kinds} 0 to {count - 1}; there is no index {index}")
+        return [(f"{job_id}{separator}{index}", "")], False
+    if count:
+        mark = "" if size else "#"
+        return [(f"{job_id}{separator}{i}", f"[{mark}{i}] ") for i in range(count)], bool(nodes)
+    return [(job_id, "")], False
 
 
 def _run(url: str, job_id: str, *, follow: bool, index: int | None, attempt: int | None, timestamps: bool) -> int:
     batch, cwl = _clients(url)
-    followers = [
-        _Follower(child, prefix, attempt, follow, timestamps) for child, prefix in _targets(batch, job_id, index)
-    ]
+    targets, decided_by_job = _targets(batch, job_id, index)
+    followers = [_Follower(child, prefix, attempt, follow, timestamps) for child, prefix in targets]
     while True:
         pending = [f for f in followers if not f.done]
         jobs = _describe(batch, [f.job_id for f in pending])
@@ -213,4 +215,9 @@ def _run(url: str, job_id: str, *, follow: bool, index: int | None, attempt: int
         if all(f.done for f in followers):
             break
         time.sleep(_POLL_SECONDS)
+    if decided_by_job and follow:
+        # A node stopped because the main node exited is FAILED even when the job succeeds.
+        while (status := _describe(batch, [job_id]).get(job_id, {}).get("status")) not in _TERMINAL:
+            time.sleep(_POLL_SECONDS)
+        return 1 if status == "FAILED" else 0
     return 1 if follow and any(f.status == "FAILED" for f in followers) else 0
