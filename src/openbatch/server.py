@@ -6,7 +6,7 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -57,6 +57,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
             await events.stop()
             await runtime.stop()
 
+    console = install_console(runtime.engine_hooks)
     logs = LogsApi(runtime.log_store)
     # POST / is shared by CloudWatch Logs, EventBridge and SNS; the events router dispatches it.
     events = install_events(runtime, logs.handle)
@@ -65,7 +66,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         ScopeAuthenticator(runtime.caller),
         lifespan=lifespan,
         extra_routes=[
-            *install_console(runtime.engine_hooks),
+            *console.routes,
             *events.routes,
             *workflow_routes(runtime.started_workflows),
             *task_metadata.routes(lambda: runtime.jobs, settings.region, settings.account_id),
@@ -73,6 +74,7 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
         ],
     )
     app.add_middleware(RequestLog)
+    app.state.shutdown_started = [console.close]
     # Outside authentication: a browser opening / is sent to the console page, which is public.
     app.add_middleware(RootRedirect)
     broker = install_auth(app, runtime.ctx, settings)
@@ -133,4 +135,19 @@ def serve(settings: Settings, *, log_level: str = "info", sock: socket.socket | 
         lifespan="on",
         timeout_graceful_shutdown=5,
     )
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock] if sock is not None else None))
+    server = _Server(config, getattr(app.state, "shutdown_started", []))
+    asyncio.run(server.serve(sockets=[sock] if sock is not None else None))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling the app when shutdown begins: streams that never end by themselves
+    (the console's job feed) end then, instead of holding the shutdown for its graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, shutdown_started: list[Callable[[], None]]) -> None:
+        super().__init__(config)
+        self.shutdown_started = shutdown_started
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self.shutdown_started:
+            hook()
+        await super().shutdown(sockets)

@@ -106,7 +106,8 @@ def test_root_redirects_and_dashboard_counts_match_the_api(
     running = batch.submit_job(jobName=unique("slow"), jobQueue=queue, jobDefinition=slow)["jobId"]
     wait_for_status(batch, running, ["RUNNING"])
     # One vCPU is taken: these two wait, one of them behind a dependency.
-    waiting = batch.submit_job(jobName=unique("wait"), jobQueue=queue, jobDefinition=ok)["jobId"]
+    waiting_name = unique("wait")
+    waiting = batch.submit_job(jobName=waiting_name, jobQueue=queue, jobDefinition=ok)["jobId"]
     batch.submit_job(
         jobName=unique("dep"), jobQueue=queue, jobDefinition=ok, dependsOn=[{"jobId": waiting, "type": "SEQUENTIAL"}]
     )
@@ -121,6 +122,12 @@ def test_root_redirects_and_dashboard_counts_match_the_api(
         expected = count(batch, queue, status)
         cell = row.locator(f'td[data-status-count="{status}"] [data-count]')
         expect()(cell).to_have_attribute("data-count", str(expected))
+    # The head of the queue, with the reason it waits.
+    head = page.locator(f'#front tr[data-queue="{queue}"]')
+    expect()(head.locator(f'a[href="#/jobs/{waiting}"]')).to_have_text(waiting_name)
+    reason = batch.describe_jobs(jobs=[waiting])["jobs"][0].get("statusReason")
+    if reason:
+        expect()(head).to_contain_text(reason)
     shown = [count(batch, queue, s) for s in ("RUNNING", "SUCCEEDED", "FAILED", "RUNNABLE", "PENDING")]
     assert shown == [1, 3, 1, 1, 1]
     # The throughput chart counts the four finished jobs (and whatever other tests finished this hour).

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+from starlette.requests import Request
+
 from openbatch.console import console_files
 from openbatch.console.feed import MAX_BACKLOG, JobFeed, _Subscriber
 from openbatch.domain.job import StatusChange
@@ -67,3 +69,24 @@ def test_only_the_console_files_themselves_are_public() -> None:
     assert {"/console", "/console/", "/console/index.html", "/console/js/app.js", "/console/style.css"} <= files
     assert all(path.startswith("/console") for path in files)
     assert "/api/jobs/events" not in files
+
+
+def test_closing_the_feed_ends_open_streams_and_refuses_new_ones() -> None:
+    async def scenario() -> None:
+        feed = JobFeed()
+        subscriber = _Subscriber()
+        feed._subscribers.add(subscriber)
+        stream = feed._stream(subscriber)
+        assert "event: ready" in await anext(stream)
+        feed.close()
+        # The stream ends at once (no heartbeat wait), and the subscriber is gone.
+        try:
+            await asyncio.wait_for(anext(stream), 1)
+            raise AssertionError("the stream went on after close")
+        except StopAsyncIteration:
+            pass
+        assert feed.subscribers == 0
+        refused = await feed.endpoint(Request({"type": "http", "method": "GET", "path": "/", "headers": []}))
+        assert refused.status_code == 503
+
+    asyncio.run(scenario())

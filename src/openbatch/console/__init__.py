@@ -10,6 +10,6 @@ seam: it tells the page *that* something changed, and the page reads *what* thro
 
 from __future__ import annotations
 
-from openbatch.console.install import FEED_PATH, ROOT_PATH, RootRedirect, console_files, install
+from openbatch.console.install import FEED_PATH, ROOT_PATH, Console, RootRedirect, console_files, install
 
-__all__ = ["FEED_PATH", "ROOT_PATH", "RootRedirect", "console_files", "install"]
+__all__ = ["FEED_PATH", "ROOT_PATH", "Console", "RootRedirect", "console_files", "install"]

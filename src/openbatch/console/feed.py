@@ -26,6 +26,7 @@ HEARTBEAT_S = 15.0
 """A comment line this often keeps proxies from closing an idle stream and notices closed ones."""
 MAX_SUBSCRIBERS = 256
 RESYNC = "resync"
+CLOSE = "close"
 
 
 class _Subscriber:
@@ -36,9 +37,15 @@ class _Subscriber:
         try:
             self.queue.put_nowait(message)
         except asyncio.QueueFull:
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(RESYNC)
+            self._replace_backlog(RESYNC)
+
+    def close(self) -> None:
+        self._replace_backlog(CLOSE)
+
+    def _replace_backlog(self, message: str) -> None:
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(message)
 
 
 def _change(change: StatusChange) -> dict[str, Any]:
@@ -63,6 +70,14 @@ class JobFeed:
 
     def __init__(self) -> None:
         self._subscribers: set[_Subscriber] = set()
+        self._closed = False
+
+    def close(self) -> None:
+        """Ends every stream: called as the server begins to shut down, which would otherwise wait
+        (``timeout_graceful_shutdown``) for streams that never end by themselves."""
+        self._closed = True
+        for subscriber in self._subscribers:
+            subscriber.close()
 
     @property
     def subscribers(self) -> int:
@@ -76,6 +91,12 @@ class JobFeed:
             subscriber.offer(message)
 
     async def endpoint(self, request: Request) -> Response:
+        if self._closed:
+            return Response(
+                json.dumps({"__type": "ServiceUnavailableException", "message": "The server is shutting down"}),
+                status_code=503,
+                media_type="application/json",
+            )
         if len(self._subscribers) >= MAX_SUBSCRIBERS:
             return Response(
                 json.dumps({"__type": "TooManyRequestsException", "message": "Too many open job feeds"}),
@@ -100,6 +121,8 @@ class JobFeed:
                 except TimeoutError:
                     yield ": heartbeat\n\n"
                     continue
+                if message == CLOSE:
+                    return
                 yield message if message != RESYNC else "event: resync\ndata: {}\n\n"
         finally:
             self._subscribers.discard(subscriber)

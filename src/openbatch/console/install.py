@@ -44,8 +44,16 @@ class _Static(StaticFiles):
         return response
 
 
-def install(engine_hooks: list[Callable[[Any], None]]) -> list[BaseRoute]:
-    """The console's routes; the feed joins the engine's status listeners through ``engine_hooks``
+class Console:
+    """The console's routes, and ``close`` to end its event streams when the server shuts down."""
+
+    def __init__(self, routes: list[BaseRoute], feed: JobFeed) -> None:
+        self.routes = routes
+        self.close = feed.close
+
+
+def install(engine_hooks: list[Callable[[Any], None]]) -> Console:
+    """The console; its feed joins the engine's status listeners through ``engine_hooks``
     (the runtime's: called with the engine before it starts)."""
     feed = JobFeed()
     engine_hooks.append(lambda engine: engine.add_status_listener(feed.on_status_changes))
@@ -58,7 +66,7 @@ def install(engine_hooks: list[Callable[[Any], None]]) -> list[BaseRoute]:
         Mount(ROOT_PATH, app=_Static(packages=[("openbatch.console", "static")], html=True)),
         Route(FEED_PATH, feed.endpoint, methods=["GET"]),
     ]
-    return routes
+    return Console(routes, feed)
 
 
 class RootRedirect:

@@ -89,24 +89,30 @@ function dashboardView() {
   const envBody = h("div", { class: "scroll" });
   const chartBody = h("div", { class: "body chart" });
   const runsBody = h("div", { class: "scroll" });
+  const frontBody = h("div", { class: "scroll" });
   view.replaceChildren(
     h("div", { class: "page-head" }, h("h1", {}, "Dashboard"), h("span", { class: "spacer" }),
       h("span", { class: "muted", id: "updated" })),
     tiles,
     h("div", { class: "grid two dash" },
-      h("section", { class: "panel", "aria-labelledby": "queues-title" },
-        h("div", { class: "panel-head" }, h("h2", { id: "queues-title" }, "Job queues")), queuesBody),
-      h("section", { class: "panel", "aria-labelledby": "throughput-title" },
-        h("div", { class: "panel-head" }, h("h2", { id: "throughput-title" }, "Finished jobs, last hour"),
-          h("span", { class: "spacer" }),
-          h("span", { class: "legend" }, h("span", { style: "--c: var(--succeeded)" }, "succeeded"),
-            h("span", { style: "--c: var(--failed)" }, "failed"))),
-        chartBody),
-      h("section", { class: "panel", "aria-labelledby": "ce-title" },
-        h("div", { class: "panel-head" }, h("h2", { id: "ce-title" }, "Compute environments")), envBody),
-      h("section", { class: "panel", "aria-labelledby": "runs-title" },
-        h("div", { class: "panel-head" }, h("h2", { id: "runs-title" }, "Recent workflow runs"), h("span", { class: "spacer" }),
-          h("a", { href: "#/workflows" }, "All runs")), runsBody),
+      h("div", { class: "grid" },
+        h("section", { class: "panel", "aria-labelledby": "queues-title" },
+          h("div", { class: "panel-head" }, h("h2", { id: "queues-title" }, "Job queues")), queuesBody),
+        h("section", { class: "panel", "aria-labelledby": "ce-title" },
+          h("div", { class: "panel-head" }, h("h2", { id: "ce-title" }, "Compute environments")), envBody)),
+      h("div", { class: "grid" },
+        h("section", { class: "panel", "aria-labelledby": "throughput-title" },
+          h("div", { class: "panel-head" }, h("h2", { id: "throughput-title" }, "Finished jobs, last hour"),
+            h("span", { class: "spacer" }),
+            h("span", { class: "legend" }, h("span", { style: "--c: var(--succeeded)" }, "succeeded"),
+              h("span", { style: "--c: var(--failed)" }, "failed"))),
+          chartBody),
+        h("section", { class: "panel", "aria-labelledby": "front-title" },
+          h("div", { class: "panel-head" }, h("h2", { id: "front-title" }, "Next to run"), h("span", { class: "spacer" }),
+            h("span", { class: "muted" }, "head of each queue and why it waits")), frontBody),
+        h("section", { class: "panel", "aria-labelledby": "runs-title" },
+          h("div", { class: "panel-head" }, h("h2", { id: "runs-title" }, "Recent workflow runs"), h("span", { class: "spacer" }),
+            h("a", { href: "#/workflows" }, "All runs")), runsBody)),
     ),
   );
   return {
@@ -130,7 +136,11 @@ function dashboardView() {
           counts[status] = { n: pages[i].jobSummaryList.length, more: Boolean(pages[i].nextToken) };
           if (status === "SUCCEEDED" || status === "FAILED") finished.push(...pages[i].jobSummaryList);
         });
-        return { queue, counts, finished, vcpus: usage.find((u) => u.capacityUnit === "VCPU")?.quantity };
+        const head = snapshot.frontOfQueue?.jobs?.[0];
+        return {
+          queue, counts, finished, head, waiting: snapshot.frontOfQueue?.jobs?.length || 0,
+          vcpus: usage.find((u) => u.capacityUnit === "VCPU")?.quantity,
+        };
       }));
       const families = await api.metrics().catch(() => ({}));
       const runs = await api.workflows("GET", "runs?maxResults=6").catch(() => null);
@@ -139,6 +149,7 @@ function dashboardView() {
       drawEnvironments(envBody, envs.items, families);
       drawThroughput(chartBody, perQueue.flatMap((q) => q.finished));
       drawRecentRuns(runsBody, runs);
+      await drawFront(frontBody, perQueue);
       document.getElementById("updated").textContent = `Updated ${new Date().toLocaleTimeString()}`;
     },
   };
@@ -260,6 +271,26 @@ function drawThroughput(body, finished) {
     svg.append(s("text", { class: "axis", x: left + i * bw + bw / 2, y: H - 4, "text-anchor": i === 59 ? "end" : "middle" }, label));
   }
   swap(body, svg);
+}
+
+async function drawFront(body, perQueue) {
+  const heads = perQueue.filter((q) => q.head);
+  if (!heads.length) {
+    swap(body, h("div", { class: "empty" }, "No job is waiting for capacity."));
+    return;
+  }
+  const ids = heads.map((q) => q.head.jobArn.split("/").pop());
+  const described = Object.fromEntries(
+    (await api.batch("DescribeJobs", { jobs: ids.slice(0, 100) })).jobs.map((j) => [j.jobId, j]));
+  swap(body, h("table", { id: "front" }, h("tbody", {}, heads.map((q, i) => {
+    const job = described[ids[i]];
+    if (!job) return null;
+    return h("tr", { "data-queue": q.queue },
+      h("td", {}, h("a", { href: `#/jobs/${job.jobId}`, "data-key": `f-${job.jobId}` }, job.jobName),
+        h("div", { class: "idline" }, `${q.queue}${q.waiting > 1 ? ` · ${q.waiting >= 100 ? "100+" : q.waiting} waiting` : ""}`)),
+      h("td", { class: "muted" }, job.statusReason || "waiting for the scheduler"),
+      h("td", { class: "num muted", title: when(q.head.earliestTimeAtPosition) }, ago(q.head.earliestTimeAtPosition)));
+  }))));
 }
 
 function drawRecentRuns(body, runs) {
