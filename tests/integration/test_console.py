@@ -62,9 +62,16 @@ def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
     opened = context.new_page()
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
+    # The page works offline: everything it loads comes from the server itself (no CDN, no fonts).
+    elsewhere: list[str] = []
+    opened.on(
+        "request",
+        lambda r: None if r.url.startswith(("http://127.0.0.1:", "data:", "about:")) else elsewhere.append(r.url),
+    )
     try:
         yield opened
         assert not errors, errors
+        assert not elsewhere, elsewhere
     finally:
         context.close()
 
