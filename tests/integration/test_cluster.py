@@ -10,6 +10,7 @@ last act); a restarted old leader follows; no job process is left behind.
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -23,6 +24,7 @@ import httpx
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from tests.integration.test_auth import ADMIN, READER, READER_POLICY, SIGNATURE_MISMATCH, client, error_of
 from tests.integration.test_crash import _processes_with, _statuses
 from tests.support import ServerProcess, batch_client, make_queue, shell_definition, unique, wait_for, wait_for_status
 
@@ -149,7 +151,12 @@ def test_leader_sigkilled_while_jobs_flow_through_both_servers(
         first.start()
         wait_for(lambda: _cluster(first)["leader"] == second.url, timeout=30)
         assert _cluster(first)["role"] == "follower"
-        again = first.batch().submit_job(jobName="after", jobQueue=queue, jobDefinition=definitions["quick"])
+        # The console's live feed, an event stream, comes through the follower as the leader sends it.
+        with httpx.stream("GET", f"{first.url}/api/jobs/events", timeout=30) as feed:
+            events = feed.iter_lines()
+            assert next(line for line in events if line.startswith("event:")) == "event: ready"
+            again = first.batch().submit_job(jobName="after", jobQueue=queue, jobDefinition=definitions["quick"])
+            assert any(again["jobId"] in line for line in events)
         assert wait_for_status(first.batch(), again["jobId"], ["SUCCEEDED", "FAILED"])["status"] == "SUCCEEDED"
     finally:
         first.stop()
@@ -212,3 +219,41 @@ def test_leader_sigkilled_while_jobs_flow_through_both_servers(
     assert not late, late[:5]
     assert not succeeded_twice, succeeded_twice[:5]
     assert not orphans
+
+
+def test_a_follower_forwards_signed_calls_unchanged(tmp_path: Path, postgres_url: str) -> None:
+    """SigV4 signatures made for the follower's address verify on the leader; refusals come back as they are."""
+    auth_file = tmp_path / "auth.yaml"
+    keys = [
+        {"accessKeyId": ADMIN[0], "secretAccessKey": ADMIN[1], "user": "admin"},
+        {"accessKeyId": READER[0], "secretAccessKey": READER[1], "user": "reader", "policy": READER_POLICY},
+    ]
+    auth_file.write_text(json.dumps({"keys": keys}))
+    servers = [
+        ServerProcess(tmp_path / name, database_url=postgres_url, auth_file=auth_file, env={"OPENBATCH_GPUS": ""})
+        for name in ("a", "b")
+    ]
+    leader, follower = servers
+    try:
+        leader.start()
+        wait_for(lambda: _cluster(leader)["role"] == "leader", timeout=60)
+        follower.start()
+        wait_for(lambda: _cluster(follower)["leader"] == leader.url, timeout=30)
+        admin = client(follower, ADMIN)
+        queue = make_queue(admin)
+        job = admin.submit_job(jobName="signed", jobQueue=queue, jobDefinition=shell_definition(admin, "true"))
+        assert wait_for_status(admin, job["jobId"], ["SUCCEEDED", "FAILED"])["status"] == "SUCCEEDED"
+        with pytest.raises(ClientError) as denied:
+            client(follower, READER).terminate_job(jobId=job["jobId"], reason="no")
+        assert error_of(denied)[0] == 403
+        with pytest.raises(ClientError) as forged:
+            client(follower, (ADMIN[0], "not-the-secret")).describe_job_queues()
+        code, message = error_of(forged)[1:]
+        assert code == "InvalidSignatureException" and message.startswith(SIGNATURE_MISMATCH)
+        # Unsigned metrics are for callers on the leader's own host: a call forwarded from the follower's
+        # loopback address is not one of them.
+        assert httpx.get(f"{leader.url}/metrics", timeout=10).status_code == 200
+        assert httpx.get(f"{follower.url}/metrics", timeout=10).status_code == 403
+    finally:
+        for server in servers:
+            server.stop()

@@ -41,9 +41,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
-PUBLIC = {("GET", "/health"), ("HEAD", "/health"), ("GET", CREDENTIALS_PATH), ("GET", f"/{CERT_FILE}")}
-"""Health for load balancers; the credentials endpoint checks its own per-attempt token; SNS receivers
-fetch the signing certificate unsigned, as they do from AWS."""
+PUBLIC = {
+    ("GET", "/health"),
+    ("HEAD", "/health"),
+    ("GET", "/health/cluster"),
+    ("GET", CREDENTIALS_PATH),
+    ("GET", f"/{CERT_FILE}"),
+}
+"""Health for load balancers (and a server's role among several); the credentials endpoint checks its
+own per-attempt token; SNS receivers fetch the signing certificate unsigned, as they do from AWS."""
 SNS_LINK_ACTIONS = ("ConfirmSubscription", "Unsubscribe")
 """The SubscribeURL and UnsubscribeURL in SNS messages are followed unsigned (the token or the
 subscription ARN is the credential), as on AWS."""
