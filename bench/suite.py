@@ -418,6 +418,8 @@ def history(
     server.start(timeout=300)
     api = Api(server.url)
     api.call("DescribeJobs", jobs=["warm-up"])
+    # The first list after a start reads the store's pages from disk: shown apart from the steady state.
+    cold, _ = api.timed("ListJobs", jobQueue="hist", jobStatus="SUCCEEDED", maxResults=100)
     ids = [
         s["jobId"]
         for s in api.call("ListJobs", jobQueue="hist", jobStatus="SUCCEEDED", maxResults=1000)["jobSummaryList"]
@@ -432,8 +434,9 @@ def history(
     ]
     api.close()
     note = "" if sizes.stored == FULL.stored else f"scaled down to {sizes.stored:,} (quick)"
+    first_note = f"first after start {cold:.0f} ms; p50 {median(first):.1f} ms" + (f"; {note}" if note else "")
     stored = f"{sizes.stored + 1:,}"
-    figures = (("job list first page", first, "< 100 ms"), ("search by job id", search, "< 100 ms"))
+    figures = (("job list first page", first, first_note), ("search by job id", search, note))
     rows = [
         Row(
             store,
@@ -443,11 +446,11 @@ def history(
             base.null_p99_ms,
             "do-nothing p99",
             higher_is_better=False,
-            target=target,
+            target="< 100 ms",
             met=percentile(samples, 99) < 100,
-            note=note,
+            note=row_note,
         )
-        for what, samples, target in figures
+        for what, samples, row_note in figures
     ]
     rows.append(
         Row(

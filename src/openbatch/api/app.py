@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,8 +31,14 @@ _TAGS_PREFIX = "/v1/tags/"
 
 
 def _ok(payload: dict[str, Any]) -> Response:
+    # orjson: a page of 100 job summaries is serialised several times faster (UTF-8 rather than \u escapes);
+    # what it refuses (integers beyond 64 bits, keys that are not strings) goes through the standard encoder.
+    try:
+        body: bytes | str = orjson.dumps(payload)
+    except TypeError:
+        body = json.dumps(payload, separators=(",", ":"))
     return Response(
-        json.dumps(payload, separators=(",", ":")),
+        body,
         media_type="application/json",
         headers={"x-amzn-RequestId": str(uuid.uuid4())},
     )

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -45,11 +46,24 @@ from openbatch.store.base import (
 from openbatch.store.tables import job_definitions, jobs, outbox, resources
 
 _UNFINISHED = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
-_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumps(value: Body) -> str:
+    # orjson writes the same text as the standard encoder here, five times as fast (every job write
+    # serialises its body); what it refuses (integers beyond 64 bits, keys that are not strings) goes the slow way.
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return _json_dumps(value)
 
 
 def _loads(text: str) -> Body:
-    value: Body = json.loads(text)
+    # Likewise for reading (ListJobs, DescribeJobs and recovery decode a body and a spec per job).
+    try:
+        value: Body = orjson.loads(text)
+    except ValueError:
+        value = json.loads(text)
     return value
 
 
