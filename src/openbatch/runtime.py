@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from openbatch.api import schemas as s
+from openbatch.api.limits import malloc_trim
 from openbatch.api.operations import Reply
 from openbatch.clock import SystemClock
 from openbatch.cluster.leadership import instance_name
@@ -139,6 +140,10 @@ class Runtime:
         for hook in self.engine_hooks:
             hook(engine)
         engine.start()
+        # Recovery decoded a record per unfinished job: hand that garbage's pages back before serving.
+        trim = malloc_trim()
+        if trim is not None:
+            trim()
         self.workflows.start()
         retention = self.settings.work_dir_retention_hours
         self._janitor = Janitor(

@@ -37,7 +37,7 @@ LARGE_BODY_BYTES = 256 * 1024
 TRIM_INTERVAL_SECONDS = 1.0
 
 
-def _malloc_trim() -> Callable[[], None] | None:
+def malloc_trim() -> Callable[[], None] | None:
     """glibc's ``malloc_trim(0)``: hands freed heap pages back to the system (elsewhere: nothing)."""
     name = ctypes.util.find_library("c")
     if name is None:
@@ -74,7 +74,7 @@ class RequestLimits:
         self.exempt = frozenset(exempt)
         self.in_flight = 0
         """Requests being handled now (one event loop: a plain counter needs no lock)."""
-        self._trim = _malloc_trim()
+        self._trim = malloc_trim()
         self._large_bodies = False
         self._trimmed_at = 0.0
         self._trim_pending = False
