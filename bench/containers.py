@@ -144,11 +144,16 @@ def main() -> None:
                 sandbox = ["bwrap", "--ro-bind", str(rootfs), "/", "--proc", "/proc", "--dev", "/dev"]
                 sandbox += ["--unshare-all", "--share-net", "--die-with-parent", "/bin/true"]
                 host, bare = raw_rate(["true"]), raw_rate(sandbox)
-                print(f"         (bare processes, 8 at once: true {host:.0f}/s, bwrap … true {bare:.0f}/s)", flush=True)
+                print(
+                    f"         (bare processes, 8 at once: true {host:.0f}/s, bwrap … true {bare:.0f}/s:"
+                    f" the floor, {bare / host:.1%})",
+                    flush=True,
+                )
             rates[runtime] = bench_runtime(runtime, size, args.max_vcpus, rootfs, scratch)
             base = rates.get("none")
             ratio = f"  {rates[runtime] / base:6.1%} of host processes" if base else ""
             print(f"{runtime:>7}: {size} children in an array, {rates[runtime]:8.1f} jobs/s{ratio}", flush=True)
+    print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
 
 
 if __name__ == "__main__":

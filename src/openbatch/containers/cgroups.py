@@ -105,6 +105,8 @@ class AttemptGroup:
     swap_bytes: int | None = None
     oom_kills_before: int = 0
     swappiness: int | None = None
+    vcpus: float | None = None
+    cpu_set: bool = False
     procs: list[Path] = field(default_factory=list)
 
     def add(self, pid: int) -> None:
@@ -211,7 +213,8 @@ class GroupPool:
                 _write_memory(group, limit, swap)
                 group.limit_bytes, group.swap_bytes = limit, swap
             group.oom_kills_before = _oom_kills(group.memory)
-        if group.cpu is not None:
+        if group.cpu is not None and (vcpus != group.vcpus or not group.cpu_set):
+            group.vcpus, group.cpu_set = vcpus, True
             if group.v2:
                 quota = "max" if vcpus is None else str(max(1000, round(vcpus * CPU_PERIOD_US)))
                 (group.cpu / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")

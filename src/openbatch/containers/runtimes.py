@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import ctypes
 import hashlib
+import itertools
 import os
 import re
 import resource
@@ -109,21 +110,15 @@ class PreparedContainer:
         if child is None:
             self._unblock()  # bubblewrap failed before its sandbox existed: it says why on stderr
             return
-        try:
-            if self.group is not None:
-                self.group.add(self.pid)
-                self.group.add(int(child.group(1)))
-        except OSError:
-            # Not limited as it should be: the attempt must not run at all.
-            with contextlib.suppress(OSError):
-                os.killpg(self.pid, 9)
         if self.overlay is not None and not self.fuse:
             # The sandbox holds its own copy of the mount now; the supervisor's namespace keeps no
             # overlay per running attempt (each would be copied into, and listed for, every next one).
             # Off the event loop: an unmount waits for an RCU grace period, milliseconds on a busy host.
             _worker().submit(_unmount, self.overlay, False)
             self.overlay = None
-        self._unblock()
+        # Moving a process between cgroups waits for an RCU grace period too: the job waits, the loop goes on.
+        block, self.block_fd = self.block_fd, None
+        _starter().submit(_let_go, self.group, self.pid, int(child.group(1)), block)
 
     def _stop_info(self) -> None:
         if self.info_fd is not None:
@@ -183,7 +178,31 @@ class PreparedContainer:
             shutil.rmtree(self.attempt_dir, ignore_errors=True)
 
 
+def _let_go(group: cgroups.AttemptGroup | None, pid: int, child: int, block: int | None) -> None:
+    """Put bubblewrap and its sandbox's first process in the attempt's cgroups, then let the job start."""
+    try:
+        if group is not None:
+            group.add(pid)
+            group.add(child)
+    except OSError:
+        # Not limited as it should be: the attempt must not run at all.
+        with contextlib.suppress(OSError):
+            os.killpg(pid, 9)
+    if block is not None:
+        with contextlib.suppress(OSError):
+            os.write(block, b"x")
+        os.close(block)
+
+
 _WORKER: ThreadPoolExecutor | None = None
+_STARTER: ThreadPoolExecutor | None = None
+
+
+def _starter() -> ThreadPoolExecutor:
+    global _STARTER
+    if _STARTER is None:
+        _STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers-start")
+    return _STARTER
 
 
 def _worker() -> ThreadPoolExecutor:
@@ -229,11 +248,9 @@ def _bwrap(
     elif "HOME" not in spec.environment:
         env["HOME"] = "/root"
     prepared = PreparedContainer(argv=[], env=env, run_as=run_as, limits_memory=False, name=attempt_name(spec))
-    attempt_dir = Path(c.state_dir) / prepared.name
-    prepared.attempt_dir = attempt_dir
     try:
         shared = run_as is not None or c.user is not None
-        merged = _overlay(rootfs, attempt_dir, prepared, shared)
+        merged = _overlay(rootfs, Path(c.state_dir), prepared, shared)
         working_dir = str(spec.working_dir)
         if c.readonly_root or shared:
             # bubblewrap makes missing mount points itself, in the job's process, but not in a read-only root
@@ -308,36 +325,78 @@ def _bwrap(
         raise ContainerStartError(f"CannotStartContainerError: {exc}") from exc
 
 
-def _overlay(rootfs: Path, attempt_dir: Path, prepared: PreparedContainer, shared: bool) -> Path:
+_READY: dict[tuple[str, str, bool], list[Path]] = {}
+"""Attempt directories with an image already mounted, by (state directory, image, shared): a root supervisor mounts the next
+attempts' overlays on its own thread, so that a launch rarely waits for a mount on the event loop."""
+_READY_DEPTH = 2
+_NAMES = itertools.count(1)
+
+
+def _overlay(rootfs: Path, state_dir: Path, prepared: PreparedContainer, shared: bool) -> Path:
     """A writable view of the image for this attempt alone; the image stays as it is.
 
     ``shared``: the job runs as another user, who must be able to reach the merged root."""
+    _state_in_memory(state_dir)
+    if os.geteuid() == 0:
+        ready = _READY.setdefault((str(state_dir), str(rootfs), shared), [])
+        try:
+            attempt_dir = ready.pop()
+        except IndexError:
+            attempt_dir = _mounted(rootfs, state_dir, shared)
+        if len(ready) < _READY_DEPTH:
+            _worker().submit(_make_ready, ready, rootfs, state_dir, shared)
+        prepared.attempt_dir = attempt_dir
+        prepared.overlay = attempt_dir / "merged"
+        return prepared.overlay
+    attempt_dir = Path(state_dir) / prepared.name
+    prepared.attempt_dir = attempt_dir
+    upper, work, merged = _layers(attempt_dir, shared)
+    fuse = shutil.which("fuse-overlayfs")
+    if fuse is None:
+        raise ContainerStartError(
+            "CannotStartContainerError: a server that is not root needs fuse-overlayfs to run images with bwrap"
+        )
+    options = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
+    result = subprocess.run([fuse, "-o", options, str(merged)], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ContainerStartError(f"CannotStartContainerError: fuse-overlayfs: {result.stderr.strip()}")
+    prepared.fuse = True
+    prepared.overlay = merged
+    return merged
+
+
+def _layers(attempt_dir: Path, shared: bool) -> tuple[Path, Path, Path]:
     upper, work, merged = attempt_dir / "upper", attempt_dir / "work", attempt_dir / "merged"
-    _state_in_memory(attempt_dir.parent)
     os.mkdir(attempt_dir)
     for path in (upper, work, merged):
         os.mkdir(path)
     if shared:
         attempt_dir.chmod(0o755)
         upper.chmod(0o755)
-    options = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
-    if os.geteuid() == 0:
+    return upper, work, merged
+
+
+def _mounted(rootfs: Path, state_dir: Path, shared: bool) -> Path:
+    """A new attempt directory of ``state_dir`` with ``rootfs`` mounted at its ``merged`` (root only)."""
+    attempt_dir = state_dir / f"{os.getpid()}-{next(_NAMES)}"
+    try:
+        upper, work, merged = _layers(attempt_dir, shared)
+        options = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, options.encode()) != 0:
             errno = ctypes.get_errno()
             raise ContainerStartError(f"CannotStartContainerError: mounting the image failed: {os.strerror(errno)}")
-    else:
-        fuse = shutil.which("fuse-overlayfs")
-        if fuse is None:
-            raise ContainerStartError(
-                "CannotStartContainerError: a server that is not root needs fuse-overlayfs to run images with bwrap"
-            )
-        result = subprocess.run([fuse, "-o", options, str(merged)], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise ContainerStartError(f"CannotStartContainerError: fuse-overlayfs: {result.stderr.strip()}")
-        prepared.fuse = True
-    prepared.overlay = merged
-    return merged
+    except (OSError, ContainerStartError):
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+        raise
+    return attempt_dir
+
+
+def _make_ready(ready: list[Path], rootfs: Path, state_dir: Path, shared: bool) -> None:
+    if len(ready) >= _READY_DEPTH or not rootfs.is_dir():
+        return
+    with contextlib.suppress(OSError, ContainerStartError):
+        ready.append(_mounted(rootfs, state_dir, shared))
 
 
 _IN_MEMORY: set[Path] = set()
