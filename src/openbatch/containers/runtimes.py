@@ -147,7 +147,7 @@ class PreparedContainer:
         if self.runtime == "podman" or self.fuse:
             loop.run_in_executor(None, self.cleanup, returncode)  # waits on podman or fusermount
         else:
-            # One thread of its own: a pool's threads would be read by every exit's orphan check.
+            # Threads of its own, few: each is read by every exit's orphan check (_adopt_orphans).
             _worker().submit(self.cleanup, returncode)
 
     def _release_fds(self) -> None:
@@ -208,7 +208,9 @@ def _starter() -> ThreadPoolExecutor:
 def _worker() -> ThreadPoolExecutor:
     global _WORKER
     if _WORKER is None:
-        _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="containers")
+        # Unmounts wait for RCU grace periods, which concurrent ones share: a few threads keep up with a
+        # busy host, where one would leave finished attempts' overlays in every new sandbox's mount table.
+        _WORKER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="containers")
     return _WORKER
 
 
