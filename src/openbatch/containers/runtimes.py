@@ -328,8 +328,9 @@ def _bwrap(
 
 
 _READY: dict[tuple[str, str, bool], list[Path]] = {}
-"""Attempt directories with an image already mounted, by (state directory, image, shared): a root supervisor mounts the next
-attempts' overlays on its own thread, so that a launch rarely waits for a mount on the event loop."""
+"""Attempt directories with an image already mounted, by (state directory, image, shared): a root
+supervisor mounts the next attempts' overlays on its own threads, so that a launch rarely waits for a
+mount on the event loop."""
 _READY_DEPTH = 2
 _NAMES = itertools.count(1)
 
