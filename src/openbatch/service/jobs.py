@@ -145,7 +145,12 @@ class JobService:
         after = decode_position(_LIST_TOKEN, req.nextToken, _list_cursor)
         records = self.ctx.store.list_jobs(query, after=after, limit=limit + 1)
         render = self.renderer(caller)
-        result: dict[str, Any] = {"jobSummaryList": [render.summary(self._load(r)) for r in records[:limit]]}
+        # An unfinished job is rendered from the engine's own object (just flushed, so the same state) rather
+        # than rebuilt from its record: a page of queued jobs skips a Job construction per row.
+        live = self.engine.jobs
+        result: dict[str, Any] = {
+            "jobSummaryList": [render.summary(live.get(r.id) or self._load(r)) for r in records[:limit]]
+        }
         if len(records) > limit:
             last = records[limit - 1]
             position = [last.array_index, last.id] if query.parent_id else [last.created_at, last.id]
