@@ -193,7 +193,8 @@ class RayCluster:
                 address=self.address,
                 namespace=NAMESPACE,
                 log_to_driver=False,
-                logging_level=logging.WARNING,
+                # The server's logging (text or JSON lines) stays as the CLI configured it.
+                configure_logging=False,
                 _node_ip_address=local,
             )
         actor_class = ray.remote(Dispatcher)

@@ -1,0 +1,128 @@
+"""Trivial-job throughput on a Ray cluster: OpenBatch jobs beside plain Ray tasks, in one run.
+
+Starts a Ray cluster on this machine (a head with no CPUs on 127.0.0.2 and two workers with
+``--cpus`` logical CPUs each on 127.0.0.3 and .4, see ``tests/ray_support.py``) and measures:
+
+* plain Ray: N tasks (``num_cpus=1``), each running ``true`` with ``subprocess.run``, submitted
+  from a driver at once, until the last result: the baseline;
+* OpenBatch: an array job of N children running ``true`` (1 vCPU, 16 MiB each) on the ``default``
+  compute environment bound to the cluster (``--ray-address``), from SubmitJob to the parent's
+  SUCCEEDED.
+
+The baseline is measured before and after the OpenBatch run; the ratio uses their mean.
+
+Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.ray_support import LocalRayCluster, RayNode
+from tests.support import ServerProcess
+
+RAY_DRIVER = """
+import subprocess, sys, time
+import ray
+
+ray.init(address=sys.argv[1], _node_ip_address="127.0.0.2", log_to_driver=False, configure_logging=False)
+
+@ray.remote(num_cpus=1, max_retries=0)
+def run():
+    return subprocess.run(["true"]).returncode
+
+ray.get([run.remote() for _ in range(20)])  # workers started, as the OpenBatch run finds them
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    codes = ray.get([run.remote() for _ in range(int(sys.argv[2]))])
+    assert codes == [0] * len(codes)
+    print(f"{int(sys.argv[2]) / (time.perf_counter() - start):.1f}")
+"""
+
+
+def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[float]:
+    """Tasks per second, in a driver process of its own (as the server is one)."""
+    out = subprocess.run(
+        [sys.executable, "-c", RAY_DRIVER, address, str(jobs), str(rounds)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"},
+    )
+    return [float(line) for line in out.stdout.split()]
+
+
+def openbatch_rate(server: ServerProcess, jobs: int) -> float:
+    batch = server.batch()
+    name = f"true-{time.monotonic_ns()}"
+    batch.register_job_definition(
+        jobDefinitionName=name,
+        type="container",
+        containerProperties={
+            "image": "busybox",
+            "command": ["true"],
+            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
+        },
+    )
+    start = time.perf_counter()
+    job_id = batch.submit_job(jobName="bench", jobQueue="default", jobDefinition=name, arrayProperties={"size": jobs})[
+        "jobId"
+    ]
+    while True:
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        if job["status"] in ("SUCCEEDED", "FAILED"):
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - start
+    if job["status"] != "SUCCEEDED":
+        raise RuntimeError(f"the array job failed: {job.get('statusReason')} {job.get('arrayProperties')}")
+    return jobs / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--jobs", type=int, default=1000, help="tasks and array children per measurement")
+    parser.add_argument("--cpus", type=int, default=4, help="logical CPUs of each of the two worker nodes")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    cluster = LocalRayCluster(
+        workers=[
+            RayNode("127.0.0.3", cpus=args.cpus, memory_mib=2048),
+            RayNode("127.0.0.4", cpus=args.cpus, memory_mib=2048),
+        ]
+    ).start()
+    up = time.perf_counter() - started
+    print(f"Ray cluster {cluster.address}: head + 2 workers x {args.cpus} CPUs, up in {up:.1f}s")
+    try:
+        with tempfile.TemporaryDirectory() as data:
+            server = ServerProcess(
+                Path(data),
+                extra_args=("--ray-address", cluster.address, "--max-vcpus", str(2 * args.cpus)),
+                env={"RAY_USAGE_STATS_ENABLED": "0"},
+            ).start(timeout=180)
+            try:
+                openbatch_rate(server, 20)  # warm-up: the dispatcher's workers and the nodes' task workers
+                before = plain_ray_rate(cluster.address, args.jobs, 1)[0]
+                ours = openbatch_rate(server, args.jobs)
+                after = plain_ray_rate(cluster.address, args.jobs, 1)[0]
+            finally:
+                server.stop()
+    finally:
+        cluster.stop()
+    baseline = (before + after) / 2
+    print(f"plain Ray tasks running `true`:     {before:8.1f} /s before, {after:.1f} /s after")
+    print(f"OpenBatch array of {args.jobs} on Ray:     {ours:8.1f} jobs/s")
+    print(f"OpenBatch / plain Ray:              {ours / baseline:8.1%}  (target >= 70%)")
+
+
+if __name__ == "__main__":
+    main()
