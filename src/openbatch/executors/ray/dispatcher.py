@@ -59,7 +59,8 @@ class Dispatcher:
 
     async def launch(self, batch: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         """Submit (key, spec, task options) for each attempt it does not hold already."""
-        me = ray.get_runtime_context().current_actor
+        context = ray.get_runtime_context()
+        me = (context.get_actor_name(), context.namespace)
         for key, spec, options in batch:
             if key in self._attempts:
                 continue  # launched before, by a server that did not learn of it: follow that launch

@@ -45,10 +45,28 @@ Lines = list[tuple[int, str]]
 """(epoch ms, message) events, in order."""
 
 
+try:
+    _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None
+_DISPATCHERS: dict[str, Any] = {}
+"""Dispatcher actor handles by name, looked up once per Ray worker (a lookup asks the GCS)."""
+
+
 def _die_with_worker() -> None:
-    """In the child before exec: SIGKILL it when the Ray worker that started it dies (a lost node)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    """In the child before exec: SIGKILL it when the Ray worker that started it dies (a lost node).
+    (libc is loaded beforehand: loading it in the child costs tens of milliseconds per job.)"""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _dispatcher(name: str, namespace: str) -> Any:
+    import ray
+
+    handle = _DISPATCHERS.get(name)
+    if handle is None:
+        handle = _DISPATCHERS[name] = ray.get_actor(name, namespace=namespace)
+    return handle
 
 
 def _group_rss(pgid: int) -> int:
@@ -117,8 +135,11 @@ class _Output:
         return lines
 
 
-def run_attempt(dispatcher: Any, key: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one attempt to its end; the result is the attempt's exit (and its last lines of output)."""
+def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt to its end; the result is the attempt's exit (and its last lines of output).
+
+    ``dispatcher`` is the (name, namespace) of the dispatcher actor: a name rather than a handle, so
+    that a job too short to report (most trivial jobs) costs no actor lookup at all."""
     import ray
 
     node = ray.util.get_node_ip_address()
@@ -143,7 +164,7 @@ def run_attempt(dispatcher: Any, key: str, spec: dict[str, Any]) -> dict[str, An
 
 class _Follow:
     def __init__(
-        self, dispatcher: Any, key: str, spec: dict[str, Any], proc: subprocess.Popen[bytes], node: str
+        self, dispatcher: tuple[str, str], key: str, spec: dict[str, Any], proc: subprocess.Popen[bytes], node: str
     ) -> None:
         self.dispatcher = dispatcher
         self.key = key
@@ -231,7 +252,8 @@ class _Follow:
         import ray
 
         try:
-            stop = ray.get(self.dispatcher.report.remote(self.key, self.node, self.output.take()))
+            dispatcher = _dispatcher(*self.dispatcher)
+            stop = ray.get(dispatcher.report.remote(self.key, self.node, self.output.take()))
         except Exception:
             return  # the dispatcher restarting: the output of this batch is lost, the job goes on
         if stop is None or self.kill_at is not None:
