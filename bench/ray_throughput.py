@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.ray_support import LocalRayCluster, RayNode
 from tests.support import ServerProcess
 
+from bench.harness import Api, true_definition, wait_finished
+
 RAY_DRIVER = """
 import subprocess, sys, time
 import ray
@@ -61,29 +63,18 @@ def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[float]:
 
 
 def openbatch_rate(server: ServerProcess, jobs: int) -> float:
-    batch = server.batch()
-    name = f"true-{time.monotonic_ns()}"
-    batch.register_job_definition(
-        jobDefinitionName=name,
-        type="container",
-        containerProperties={
-            "image": "busybox",
-            "command": ["true"],
-            "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
-        },
-    )
-    start = time.perf_counter()
-    job_id = batch.submit_job(jobName="bench", jobQueue="default", jobDefinition=name, arrayProperties={"size": jobs})[
-        "jobId"
-    ]
-    while True:
-        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
-        if job["status"] in ("SUCCEEDED", "FAILED"):
-            break
-        time.sleep(0.05)
-    elapsed = time.perf_counter() - start
-    if job["status"] != "SUCCEEDED":
-        raise RuntimeError(f"the array job failed: {job.get('statusReason')} {job.get('arrayProperties')}")
+    api = Api(server.url)
+    try:
+        name = true_definition(api, f"true-{time.monotonic_ns()}")
+        start = time.perf_counter()
+        job_id = api.call(
+            "SubmitJob", jobName="bench", jobQueue="default", jobDefinition=name, arrayProperties={"size": jobs}
+        )["jobId"]
+        [job] = wait_finished(api, [job_id])
+        elapsed = time.perf_counter() - start
+    finally:
+        api.close()
+    assert job["status"] == "SUCCEEDED"  # wait_finished raises on a failed job
     return jobs / elapsed
 
 
