@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 import socket
@@ -19,6 +20,7 @@ from openbatch.api.auth import ScopeAuthenticator
 from openbatch.api.limits import RequestLimits
 from openbatch.api.logs_api import LogsApi
 from openbatch.api.operations import register_job_operations
+from openbatch.api.wire import service_model
 from openbatch.auth.setup import attach_job_roles, install_auth
 from openbatch.config import Settings
 from openbatch.console import FEED_PATH, RootRedirect
@@ -48,6 +50,11 @@ def build_app(settings: Settings) -> tuple[Starlette, Runtime]:
             await leadership.start()
         else:
             await runtime.start()
+        # What exists now (modules, the AWS model requests are checked against, recovered jobs) lives as long as
+        # the server: kept out of the cyclic collector's full passes, which otherwise walk all of it each time
+        # (0.4-0.5 s pauses in the middle of job listings, on a loaded 2-core machine).
+        service_model("batch")
+        gc.freeze()
         logger.info("OpenBatch ready on http://%s:%s (data in %s)", settings.host, settings.port, settings.data_dir)
         try:
             yield
