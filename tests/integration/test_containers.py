@@ -171,6 +171,28 @@ def test_job_sees_its_image_environment_and_working_dir(
     assert "1234" in _output(container_server, job)
 
 
+def test_devices_ptys_shared_memory_and_host_names(
+    container_server: ServerProcess, cbatch: BatchClient, cqueue: str
+) -> None:
+    script = (
+        "echo gone > /dev/null && echo null-ok; head -c 4 /dev/zero | wc -c; head -c 16 /dev/urandom | wc -c;"
+        " echo in-shm > /dev/shm/f && cat /dev/shm/f;"
+        # A pty of the job's own devpts: the job sees it and only it.
+        " exec 3<>/dev/ptmx && ls /dev/pts | tr '\\n' ' ' && echo;"
+        " ls -l /proc/self/fd/0 >/dev/null && test -L /dev/stdout && echo links-ok;"
+        " cat /etc/hosts"
+    )
+    host_names = {line.strip() for line in Path("/etc/hosts").read_text().splitlines() if line.strip()}
+    for container in ({}, {"user": "worker"}, {"readonlyRootFilesystem": True}):
+        job = _run(cbatch, cqueue, shell_definition(cbatch, script, container=container))
+        lines = _output(container_server, job)
+        assert job["status"] == "SUCCEEDED", (container, lines)
+        assert lines[:4] == ["null-ok", "4", "16", "in-shm"], (container, lines)
+        assert lines[4].split() == ["0", "ptmx"], (container, lines)
+        assert lines[5] == "links-ok", (container, lines)
+        assert host_names <= {line.strip() for line in lines[6:]}, (container, lines)
+
+
 def test_memory_limit_ends_with_the_oom_reason(cbatch: BatchClient, cqueue: str) -> None:
     definition = shell_definition(
         cbatch,

@@ -28,6 +28,7 @@ import os
 import re
 import resource
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,19 @@ from openbatch.executors.base import LaunchSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _MNT_DETACH = 2
+_MS_NOSUID = 2
+_MS_NOEXEC = 8
 _MS_PRIVATE = 1 << 18
+_HOST_FILES = ("/etc/hosts", "/etc/resolv.conf")
+_DEVICE_NODES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
+_DEVICE_LINKS = (
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+    ("core", "/proc/kcore"),
+    ("ptmx", "pts/ptmx"),
+)
 _MIB = 1024 * 1024
 _SHIM = Path(__file__).with_name("podman_shim.py")
 _BWRAP = shutil.which("bwrap") or "bwrap"
@@ -70,6 +83,8 @@ class PreparedContainer:
     name: str = ""
     attempt_dir: Path | None = None
     overlay: Path | None = None
+    devpts: Path | None = None
+    """The attempt's own devpts instance, mounted in the supervisor's namespace until the sandbox has it."""
     fuse: bool = False
     group: cgroups.AttemptGroup | None = None
     podman_base: list[str] = field(default_factory=list)
@@ -116,6 +131,9 @@ class PreparedContainer:
             # Off the event loop: an unmount waits for an RCU grace period, milliseconds on a busy host.
             _worker().submit(_unmount, self.overlay, False)
             self.overlay = None
+            if self.devpts is not None:
+                _worker().submit(_unmount, self.devpts, False)
+                self.devpts = None
         # Moving a process between cgroups waits for an RCU grace period too: the job waits, the loop goes on.
         block, self.block_fd = self.block_fd, None
         _starter().submit(_let_go, self.group, self.pid, int(child.group(1)), block)
@@ -174,6 +192,8 @@ class PreparedContainer:
             self.group = None
         if self.overlay is not None:
             _unmount(self.overlay, self.fuse)
+        if self.devpts is not None:
+            _unmount(self.devpts, False)
         if self.attempt_dir is not None:
             shutil.rmtree(self.attempt_dir, ignore_errors=True)
 
@@ -252,7 +272,7 @@ def _bwrap(
     prepared = PreparedContainer(argv=[], env=env, run_as=run_as, limits_memory=False, name=attempt_name(spec))
     try:
         shared = run_as is not None or c.user is not None
-        merged = _overlay(rootfs, Path(c.state_dir), prepared, shared)
+        merged, own_dev, copied = _overlay(rootfs, Path(c.state_dir), prepared, shared)
         working_dir = str(spec.working_dir)
         if c.readonly_root or shared:
             # bubblewrap makes missing mount points itself, in the job's process, but not in a read-only root
@@ -261,8 +281,7 @@ def _bwrap(
                 (working_dir, False),
                 *((m.target, Path(m.source).is_file()) for m in c.mounts),
                 *((t.target, False) for t in c.tmpfs),
-                ("/etc/hosts", True),
-                ("/etc/resolv.conf", True),
+                *((host_file, True) for host_file in _HOST_FILES if host_file not in copied),
             ]:
                 _make_inside(merged, path, is_file)
         argv = [
@@ -272,14 +291,15 @@ def _bwrap(
             "/",
             "--proc",
             "/proc",
-            "--dev",
-            "/dev",
+            # bubblewrap's own --dev makes a tmpfs, binds six host nodes one by one and mounts a devpts, each
+            # bind followed by a full read of the mount table: a /dev made ahead is one bind instead.
+            *(("--dev-bind", str(own_dev), "/dev") if own_dev is not None else ("--dev", "/dev")),
             "--unshare-all",
             "--share-net",
             "--die-with-parent",
         ]
-        for host_file in ("/etc/hosts", "/etc/resolv.conf"):
-            if os.path.exists(host_file):
+        for host_file in _HOST_FILES:
+            if host_file not in copied and os.path.exists(host_file):
                 argv += ["--ro-bind-try", host_file, host_file]
         argv += ["--bind", working_dir, working_dir]
         for mount in c.mounts:
@@ -327,7 +347,18 @@ def _bwrap(
         raise ContainerStartError(f"CannotStartContainerError: {exc}") from exc
 
 
-_READY: dict[tuple[str, str, bool], list[Path]] = {}
+@dataclass(frozen=True, slots=True)
+class _Mounted:
+    """An attempt directory with the image mounted at its ``merged``, made ahead of its attempt (root only)."""
+
+    attempt_dir: Path
+    dev: Path | None
+    """The attempt's /dev (nodes, links and its own devpts), or ``None``: bubblewrap's ``--dev`` then."""
+    copied: tuple[str, ...]
+    """The host's files (``/etc/hosts``, ``/etc/resolv.conf``) already copied into the image's upper layer."""
+
+
+_READY: dict[tuple[str, str, bool], list[_Mounted]] = {}
 """Attempt directories with an image already mounted, by (state directory, image, shared): a root
 supervisor mounts the next attempts' overlays on its own threads, so that a launch rarely waits for a
 mount on the event loop."""
@@ -335,22 +366,27 @@ _READY_DEPTH = 2
 _NAMES = itertools.count(1)
 
 
-def _overlay(rootfs: Path, state_dir: Path, prepared: PreparedContainer, shared: bool) -> Path:
-    """A writable view of the image for this attempt alone; the image stays as it is.
+def _overlay(
+    rootfs: Path, state_dir: Path, prepared: PreparedContainer, shared: bool
+) -> tuple[Path, Path | None, tuple[str, ...]]:
+    """A writable view of the image for this attempt alone (the image stays as it is), the attempt's own
+    /dev if one was made, and which of the host's files are in the view already.
 
     ``shared``: the job runs as another user, who must be able to reach the merged root."""
     _state_in_memory(state_dir)
     if os.geteuid() == 0:
         ready = _READY.setdefault((str(state_dir), str(rootfs), shared), [])
         try:
-            attempt_dir = ready.pop()
+            mounted = ready.pop()
         except IndexError:
-            attempt_dir = _mounted(rootfs, state_dir, shared)
+            mounted = _mounted(rootfs, state_dir, shared)
         if len(ready) < _READY_DEPTH:
             _worker().submit(_make_ready, ready, rootfs, state_dir, shared)
-        prepared.attempt_dir = attempt_dir
-        prepared.overlay = attempt_dir / "merged"
-        return prepared.overlay
+        prepared.attempt_dir = mounted.attempt_dir
+        prepared.overlay = mounted.attempt_dir / "merged"
+        if mounted.dev is not None:
+            prepared.devpts = mounted.dev / "pts"
+        return prepared.overlay, mounted.dev, mounted.copied
     attempt_dir = Path(state_dir) / prepared.name
     prepared.attempt_dir = attempt_dir
     upper, work, merged = _layers(attempt_dir, shared)
@@ -365,7 +401,7 @@ def _overlay(rootfs: Path, state_dir: Path, prepared: PreparedContainer, shared:
         raise ContainerStartError(f"CannotStartContainerError: fuse-overlayfs: {result.stderr.strip()}")
     prepared.fuse = True
     prepared.overlay = merged
-    return merged
+    return merged, None, ()
 
 
 def _layers(attempt_dir: Path, shared: bool) -> tuple[Path, Path, Path]:
@@ -379,7 +415,7 @@ def _layers(attempt_dir: Path, shared: bool) -> tuple[Path, Path, Path]:
     return upper, work, merged
 
 
-def _mounted(rootfs: Path, state_dir: Path, shared: bool) -> Path:
+def _mounted(rootfs: Path, state_dir: Path, shared: bool) -> _Mounted:
     """A new attempt directory of ``state_dir`` with ``rootfs`` mounted at its ``merged`` (root only)."""
     attempt_dir = state_dir / f"{os.getpid()}-{next(_NAMES)}"
     try:
@@ -392,10 +428,78 @@ def _mounted(rootfs: Path, state_dir: Path, shared: bool) -> Path:
     except (OSError, ContainerStartError):
         shutil.rmtree(attempt_dir, ignore_errors=True)
         raise
-    return attempt_dir
+    try:
+        copied = _copy_host_files(merged)
+    except OSError:
+        _unmount(merged, False)
+        shutil.rmtree(attempt_dir, ignore_errors=True)
+        raise
+    return _Mounted(attempt_dir, _make_dev(attempt_dir / "dev"), copied)
 
 
-def _make_ready(ready: list[Path], rootfs: Path, state_dir: Path, shared: bool) -> None:
+def _copy_host_files(merged: Path) -> tuple[str, ...]:
+    """Copy the host's ``/etc/hosts`` and ``/etc/resolv.conf`` into the attempt's upper layer, which saves
+    bubblewrap a bind (and a read of the mount table) for each. An image whose ``/etc`` or file is a
+    symlink keeps the bind: bubblewrap resolves it inside the container, and a copy here would follow
+    it on the host."""
+    try:
+        if not stat.S_ISDIR(os.lstat(merged / "etc").st_mode):
+            return ()
+    except FileNotFoundError:
+        return ()
+    copied = []
+    for host_file in _HOST_FILES:
+        target = merged / host_file.lstrip("/")
+        try:
+            content = Path(host_file).read_bytes()
+        except OSError:
+            continue
+        try:
+            mode = os.lstat(target).st_mode
+        except FileNotFoundError:
+            mode = stat.S_IFREG
+        if not stat.S_ISREG(mode):
+            continue
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchmod(descriptor, 0o644)
+            os.write(descriptor, content)
+        finally:
+            os.close(descriptor)
+        copied.append(host_file)
+    return tuple(copied)
+
+
+def _make_dev(dev: Path) -> Path | None:
+    """The attempt's /dev as bubblewrap's ``--dev`` makes it (null, zero, full, random, urandom, tty, the
+    ``/proc/self/fd`` links, ``shm`` and a devpts instance of its own for ptys), made ahead on the
+    supervisor's threads so the sandbox binds it once. ``None`` when it cannot be had here (a state
+    directory on a ``nodev`` file system): bubblewrap's ``--dev`` then."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    try:
+        os.mkdir(dev)
+        os.chmod(dev, 0o755)
+        for name, major, minor in _DEVICE_NODES:
+            os.mknod(dev / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+            os.chmod(dev / name, 0o666)
+        for name, target in _DEVICE_LINKS:
+            os.symlink(target, dev / name)
+        os.mkdir(dev / "shm")
+        os.chmod(dev / "shm", 0o1777)
+        os.mkdir(dev / "pts")
+        # A mount that forbids devices would leave the job with a /dev/null it cannot open.
+        os.close(os.open(dev / "null", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        shutil.rmtree(dev, ignore_errors=True)
+        return None
+    pts = str(dev / "pts").encode()
+    if libc.mount(b"devpts", pts, b"devpts", _MS_NOSUID | _MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=620") != 0:
+        shutil.rmtree(dev, ignore_errors=True)
+        return None
+    return dev
+
+
+def _make_ready(ready: list[_Mounted], rootfs: Path, state_dir: Path, shared: bool) -> None:
     if len(ready) >= _READY_DEPTH or not rootfs.is_dir():
         return
     with contextlib.suppress(OSError, ContainerStartError):

@@ -24,6 +24,7 @@ from openbatch.executors.base import HOST_LOST, ExitInfo, Handle
 from openbatch.executors.local import LocalExecutor, Sandbox
 from openbatch.logs.store import LogStore
 from openbatch.supervisor import protocol as p
+from openbatch.supervisor.mounts import own_mount_namespace
 from openbatch.supervisor.records import AttemptRecord, AttemptRecords
 
 logger = logging.getLogger(__name__)
@@ -261,4 +262,5 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("another supervisor serves %s", state_dir)
             return 0
         (state_dir / "pid").write_text(str(os.getpid()))
+        own_mount_namespace()  # before asyncio.run, which starts threads
         return asyncio.run(run(args))
