@@ -375,14 +375,20 @@ def test_error_paths(server: ServerProcess, batch: BatchClient, tmp_path: Path) 
     failed(bad_output, 2, "--output must be one of")
 
     # No --endpoint-url and no OPENBATCH_ENDPOINT_URL: the profile names the server.
-    profiled, unknown_profile = cli_all(
+    profiled, unknown_profile, workflows, notifications, workflow_unknown = cli_all(
         None,
         ["get", "queues", "--profile", "local"],
         ["get", "queues", "--profile", "nope"],
+        ["workflow", "ls", "--profile", "local", "-o", "json"],
+        ["notify", "ls", "--profile", "local"],
+        ["workflow", "schedule", "ls", "--profile", "nope"],
         env={"OPENBATCH_CONFIG": str(config)},
     )
     assert "default" in ok(profiled)
     failed(unknown_profile, 2, "unknown profile 'nope'", "local")
+    assert "runs" in json.loads(ok(workflows))
+    ok(notifications)
+    failed(workflow_unknown, 2, "unknown profile 'nope'", "local")
 
 
 @pytest.mark.slow
@@ -407,6 +413,11 @@ def test_requests_are_signed_by_the_aws_credential_chain(tmp_path: Path) -> None
         assert "default" in ok(from_env) and "default" in ok(from_file)
         failed(unsigned, 1, "UnrecognizedClientException")
         failed(wrong, 1, "InvalidSignatureException")
+        # The workflow and notification commands sign with the same chain (a shared credentials file here).
+        shared = {"AWS_SHARED_CREDENTIALS_FILE": str(credentials), "AWS_PROFILE": "ops"}
+        workflows, notifications = cli_all(secured, ["workflow", "ls", "-o", "json"], ["notify", "ls"], env=shared)
+        assert "runs" in json.loads(ok(workflows))
+        ok(notifications)
     finally:
         secured.stop()
 

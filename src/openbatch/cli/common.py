@@ -145,26 +145,48 @@ _resolved: Target | None = None
 """The server this process talks to, for error messages (one command per process)."""
 
 
-def batch_client(target: Target) -> BatchClient:
-    """A Batch client for ``target``, signed by the AWS credential chain (dummy keys when it has none)."""
+def _credential_session() -> Any:
+    """A botocore session on the AWS credential chain, without the instance and container metadata
+    lookups, which cost seconds where there is no metadata service (a local server never needs them)."""
     import botocore.session
-    from botocore.config import Config
 
     session = botocore.session.Session()
-    # Instance and container metadata lookups cost seconds where there is no metadata service;
-    # a local server never needs them.
     resolver = session.get_component("credential_provider")
     for name in ("iam-role", "container-role"):
         resolver.remove(name)
-    credentials = session.get_credentials()
+    return session
+
+
+def signed_headers(target: Target, method: str, url: str, content: bytes) -> dict[str, str]:
+    """SigV4 headers for a call to the server's native APIs (workflows), signed like the Batch client:
+    the AWS credential chain, or dummy keys when it has none (an unauthenticated server ignores them)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    credentials = _credential_session().get_credentials() or Credentials("openbatch", "openbatch")
+    request = AWSRequest(method=method, url=url, data=content, headers={"Content-Type": "application/json"})
+    SigV4Auth(credentials, "batch", target.region).add_auth(request)
+    return dict(request.headers.items())
+
+
+def boto_client(service: str, target: Target) -> Any:
+    """A boto3-compatible client of ``service`` (events, sns, logs…) for ``target``, on the same credentials."""
+    from botocore.config import Config
+
+    session = _credential_session()
     keys: dict[str, Any] = {}
-    if credentials is None:
+    if session.get_credentials() is None:
         keys = {"aws_access_key_id": "openbatch", "aws_secret_access_key": "openbatch"}
     config = Config(connect_timeout=3, read_timeout=60, retries={"max_attempts": 2, "mode": "standard"})
-    client = session.create_client(
-        "batch", endpoint_url=target.endpoint_url, region_name=target.region, config=config, **keys
+    return session.create_client(
+        service, endpoint_url=target.endpoint_url, region_name=target.region, config=config, **keys
     )
-    return cast("BatchClient", client)
+
+
+def batch_client(target: Target) -> BatchClient:
+    """A Batch client for ``target``, signed by the AWS credential chain (dummy keys when it has none)."""
+    return cast("BatchClient", boto_client("batch", target))
 
 
 @contextmanager

@@ -10,17 +10,15 @@ call goes through the server's EventBridge and SNS APIs with boto3.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 import typer
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
-from openbatch.cli import client
+from openbatch.cli import common
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
@@ -33,23 +31,24 @@ _STATES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED
 _TEMPLATE = "Job <name> (<id>) is <status> in queue <queue>. Reason: <reason>"
 T = TypeVar("T")
 
-EndpointOption = typer.Option(
-    None, "--endpoint-url", help="Server URL (default $OPENBATCH_ENDPOINT_URL or http://127.0.0.1:8080)."
-)
+EndpointOption = common.EndpointOption
+ProfileOption = common.ProfileOption
 
 
-def _endpoint(url: str | None) -> str:
-    return url or os.environ.get("OPENBATCH_ENDPOINT_URL") or client.endpoint()
+def _target(url: str | None, profile: str | None) -> common.Target:
+    try:
+        return common.resolve(url, profile)
+    except common.CliError as exc:
+        common.fail(exc.message, exc.hint, exc.code)
 
 
-def _clients(url: str | None) -> tuple[EventBridgeClient, SNSClient]:
-    kwargs: dict[str, Any] = {
-        "endpoint_url": _endpoint(url),
-        "region_name": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "openbatch"),
-        "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "openbatch"),
-    }
-    return boto3.client("events", **kwargs), boto3.client("sns", **kwargs)
+def _endpoint(url: str | None, profile: str | None = None) -> str:
+    return _target(url, profile).endpoint_url
+
+
+def _clients(url: str | None, profile: str | None = None) -> tuple[EventBridgeClient, SNSClient]:
+    target = _target(url, profile)
+    return common.boto_client("events", target), common.boto_client("sns", target)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -58,12 +57,14 @@ def _fail(message: str) -> typer.Exit:
 
 
 @contextmanager
-def _errors(url: str | None) -> Iterator[None]:
+def _errors(url: str | None, profile: str | None = None) -> Iterator[None]:
     """Turn client errors into one line on stderr and exit status 1."""
     try:
         yield
     except EndpointConnectionError:
-        raise _fail(f"cannot reach the OpenBatch server at {_endpoint(url)} (is `openbatch server` running?)") from None
+        raise _fail(
+            f"cannot reach the OpenBatch server at {_endpoint(url, profile)} (is `openbatch server` running?)"
+        ) from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         raise _fail(f"{error.get('Code', 'Error')}: {error.get('Message', str(exc))}") from None
@@ -88,6 +89,7 @@ def add(
     webhook: str | None = typer.Option(None, "--webhook", help="POST each event's JSON to this http(s) URL."),
     email: str | None = typer.Option(None, "--email", help="Email this address (the server needs --smtp-url)."),
     endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Create a notification: a rule on job state changes with a webhook or email target."""
     states = [state.upper() for state in on]
@@ -100,14 +102,14 @@ def add(
         raise _fail(f"--webhook must be an http:// or https:// URL, not {webhook!r}")
     if email is not None and ("@" not in email or " " in email):
         raise _fail(f"--email {email!r} is not an email address")
-    events, sns = _clients(endpoint_url)
+    events, sns = _clients(endpoint_url, profile)
     name = f"{PREFIX}{uuid.uuid4().hex[:8]}"
     what = (
         ", ".join(states)
         + (f" in queue {queue}" if queue else "")
         + (f" named {job_name_prefix}*" if job_name_prefix else "")
     )
-    with _errors(endpoint_url):
+    with _errors(endpoint_url, profile):
         events.put_rule(
             Name=name,
             EventPattern=json.dumps(_pattern(states, queue, job_name_prefix)),
@@ -153,10 +155,10 @@ def _check(call: Callable[[], T]) -> T | None:
 
 
 @app.command("ls")
-def ls(endpoint_url: str | None = EndpointOption) -> None:
+def ls(endpoint_url: str | None = EndpointOption, profile: str | None = ProfileOption) -> None:
     """List the notifications made by `openbatch notify add`."""
-    events, sns = _clients(endpoint_url)
-    with _errors(endpoint_url):
+    events, sns = _clients(endpoint_url, profile)
+    with _errors(endpoint_url, profile):
         rules = events.list_rules(NamePrefix=PREFIX, Limit=100)["Rules"]
         if not rules:
             typer.echo("No notifications.")
@@ -191,12 +193,13 @@ def _subscriptions(sns: SNSClient, topic: str) -> list[str]:
 def rm(
     name: str = typer.Argument(..., help="Notification name, as `notify ls` shows it."),
     endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Remove a notification: its rule, and the topic and subscriptions it created."""
     if not name.startswith(PREFIX):
         raise _fail(f"{name!r} was not made by `openbatch notify add` (names start with {PREFIX})")
-    events, sns = _clients(endpoint_url)
-    with _errors(endpoint_url):
+    events, sns = _clients(endpoint_url, profile)
+    with _errors(endpoint_url, profile):
         try:
             targets = events.list_targets_by_rule(Rule=name)["Targets"]
         except events.exceptions.ResourceNotFoundException:

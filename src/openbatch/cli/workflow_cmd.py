@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import time
@@ -18,13 +17,13 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from openbatch.cli import common
 from openbatch.domain.errors import BatchError
 
 app = typer.Typer(help="Workflows: a DAG of Batch jobs defined in one YAML/JSON file.", no_args_is_help=True)
 schedule_app = typer.Typer(help="Cron schedules that start workflow runs.", no_args_is_help=True)
 app.add_typer(schedule_app, name="schedule")
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 _STYLE = {
     "SUCCEEDED": "green",
     "FAILED": "red",
@@ -40,9 +39,8 @@ _STYLE = {
 _DONE = ("SUCCEEDED", "FAILED", "CANCELLED")
 console = Console(stderr=True)
 
-EndpointOption = typer.Option(
-    DEFAULT_ENDPOINT, "--endpoint-url", envvar="OPENBATCH_ENDPOINT_URL", help="The OpenBatch server."
-)
+EndpointOption = common.EndpointOption
+ProfileOption = common.ProfileOption
 OutputOption = typer.Option("table", "-o", "--output", help="table or json.")
 ParamOption = typer.Option(None, "--param", "-p", help="k=v; overrides a workflow parameter (repeatable).")
 
@@ -57,13 +55,17 @@ def fail(message: str, problems: list[str] | None = None) -> NoReturn:
 class Api:
     """The native workflow API; every failure becomes one clean line and exit code 1."""
 
-    def __init__(self, endpoint: str) -> None:
-        self.endpoint = endpoint.rstrip("/")
+    def __init__(self, endpoint_url: str | None, profile: str | None = None) -> None:
+        try:
+            self.target = common.resolve(endpoint_url, profile)
+        except common.CliError as exc:
+            common.fail(exc.message, exc.hint, exc.code)
+        self.endpoint = self.target.endpoint_url
 
     def call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         url = str(httpx.URL(self.endpoint + path, params=params))
         content = json.dumps(body).encode() if body is not None else b""
-        headers = _signed_headers(method, url, content)
+        headers = common.signed_headers(self.target, method, url, content)
         try:
             with httpx.Client(timeout=60.0) as client:
                 response = client.request(method, url, content=content, headers=headers)
@@ -79,26 +81,6 @@ class Api:
                 fail(str(message or response.status_code), payload.get("problems"))
             fail(f"HTTP {response.status_code}")
         return payload
-
-
-def _signed_headers(method: str, url: str, content: bytes) -> dict[str, str]:
-    """SigV4 headers from the AWS_* variables, for a server started with --auth-file; none without them.
-
-    Only the environment is read: the SDK's full credential chain may query instance
-    metadata, which costs seconds where there is none."""
-    headers = {"Content-Type": "application/json"}
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    if not key or not secret:
-        return headers
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    request = AWSRequest(method=method, url=url, data=content, headers=headers)
-    credentials = Credentials(key, secret, os.environ.get("AWS_SESSION_TOKEN"))
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    SigV4Auth(credentials, "batch", region).add_auth(request)
-    return dict(request.headers.items())
 
 
 def _params(pairs: list[str] | None) -> dict[str, str]:
@@ -191,7 +173,8 @@ def run_cmd(
     param: list[str] | None = ParamOption,
     wait: bool = typer.Option(False, "--wait", help="Follow the run to its end; exit 0 only if it SUCCEEDED."),
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
     embedded: bool = typer.Option(
         False, "--embedded", help="Run on a temporary server of its own (SQLite, local executor); implies --wait."
     ),
@@ -200,7 +183,7 @@ def run_cmd(
     _check_output(output)
     text, params = _read(file), _params(param)
     if not embedded:
-        api = Api(endpoint_url)
+        api = Api(endpoint_url, profile)
         run = api.call("POST", "/api/workflows/runs", {"definition": text, "parameters": params})
         _run_and_maybe_wait(api, run, wait, output)
         return
@@ -228,7 +211,8 @@ def ls_cmd(
     status: str | None = typer.Option(None, help="RUNNING, SUCCEEDED, FAILED or CANCELLED."),
     max_results: int = typer.Option(50, help="How many runs (newest first)."),
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """List workflow runs, newest first."""
     _check_output(output)
@@ -237,7 +221,7 @@ def ls_cmd(
         query["name"] = name
     if status:
         query["status"] = status
-    result = Api(endpoint_url).call("GET", "/api/workflows/runs", params=query)
+    result = Api(endpoint_url, profile).call("GET", "/api/workflows/runs", params=query)
     if output == "json":
         print(json.dumps(result, indent=2))
         return
@@ -256,11 +240,12 @@ def ls_cmd(
 def show_cmd(
     run_id: str = typer.Argument(..., metavar="RUN"),
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Show a run and each step's state."""
     _check_output(output)
-    run = Api(endpoint_url).call("GET", f"/api/workflows/runs/{run_id}")
+    run = Api(endpoint_url, profile).call("GET", f"/api/workflows/runs/{run_id}")
     if output == "json":
         print(json.dumps(run, indent=2))
         return
@@ -274,11 +259,12 @@ def redrive_cmd(
     run_id: str = typer.Argument(..., metavar="RUN"),
     wait: bool = typer.Option(False, "--wait", help="Follow the run to its end; exit 0 only if it SUCCEEDED."),
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Re-run the failed, cancelled and never-run steps of a finished run (same run id)."""
     _check_output(output)
-    api = Api(endpoint_url)
+    api = Api(endpoint_url, profile)
     run = api.call("POST", f"/api/workflows/runs/{run_id}/redrive")
     _run_and_maybe_wait(api, run, wait, output)
 
@@ -288,11 +274,12 @@ def cancel_cmd(
     run_id: str = typer.Argument(..., metavar="RUN"),
     reason: str = typer.Option("Workflow run cancelled", help="Recorded on every step job."),
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Cancel a run: waiting steps are cancelled and every step job is terminated."""
     _check_output(output)
-    run = Api(endpoint_url).call("POST", f"/api/workflows/runs/{run_id}/cancel", {"reason": reason})
+    run = Api(endpoint_url, profile).call("POST", f"/api/workflows/runs/{run_id}/cancel", {"reason": reason})
     if output == "json":
         print(json.dumps(run, indent=2))
     else:
@@ -360,11 +347,12 @@ def schedule_create(
     missed: str = typer.Option("RUN_ONCE", "--missed-run-policy", help="RUN_ONCE or SKIP (runs missed while down)."),
     param: list[str] | None = ParamOption,
     output: str = OutputOption,
-    endpoint_url: str = EndpointOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
 ) -> None:
     """Create a cron schedule that starts a workflow run (or submits a job)."""
     _check_output(output)
-    api = Api(endpoint_url)
+    api = Api(endpoint_url, profile)
     body: dict[str, Any] = {
         "name": name,
         "cron": cron,
@@ -387,28 +375,40 @@ def schedule_create(
 
 
 @schedule_app.command("ls")
-def schedule_ls(output: str = OutputOption, endpoint_url: str = EndpointOption) -> None:
+def schedule_ls(
+    output: str = OutputOption, endpoint_url: str | None = EndpointOption, profile: str | None = ProfileOption
+) -> None:
     """List schedules."""
     _check_output(output)
-    _print_schedules(Api(endpoint_url).call("GET", "/api/workflows/schedules")["schedules"], output)
+    _print_schedules(Api(endpoint_url, profile).call("GET", "/api/workflows/schedules")["schedules"], output)
 
 
 @schedule_app.command("pause")
-def schedule_pause(name: str, output: str = OutputOption, endpoint_url: str = EndpointOption) -> None:
+def schedule_pause(
+    name: str,
+    output: str = OutputOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
+) -> None:
     """Pause a schedule."""
-    _print_schedules([Api(endpoint_url).call("POST", f"/api/workflows/schedules/{name}/pause")], output)
+    _print_schedules([Api(endpoint_url, profile).call("POST", f"/api/workflows/schedules/{name}/pause")], output)
 
 
 @schedule_app.command("resume")
-def schedule_resume(name: str, output: str = OutputOption, endpoint_url: str = EndpointOption) -> None:
+def schedule_resume(
+    name: str,
+    output: str = OutputOption,
+    endpoint_url: str | None = EndpointOption,
+    profile: str | None = ProfileOption,
+) -> None:
     """Resume a paused schedule (from its next firing after now)."""
-    _print_schedules([Api(endpoint_url).call("POST", f"/api/workflows/schedules/{name}/resume")], output)
+    _print_schedules([Api(endpoint_url, profile).call("POST", f"/api/workflows/schedules/{name}/resume")], output)
 
 
 @schedule_app.command("delete")
-def schedule_delete(name: str, endpoint_url: str = EndpointOption) -> None:
+def schedule_delete(name: str, endpoint_url: str | None = EndpointOption, profile: str | None = ProfileOption) -> None:
     """Delete a schedule."""
-    Api(endpoint_url).call("DELETE", f"/api/workflows/schedules/{name}")
+    Api(endpoint_url, profile).call("DELETE", f"/api/workflows/schedules/{name}")
     Console().print(f"deleted schedule {name}", highlight=False)
 
 

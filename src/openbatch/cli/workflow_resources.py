@@ -73,19 +73,7 @@ class NativeApi:
         return payload
 
     def _signed(self, method: str, url: str, content: bytes) -> dict[str, str]:
-        import botocore.session
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-        from botocore.credentials import Credentials
-
-        session = botocore.session.Session()
-        resolver = session.get_component("credential_provider")
-        for name in ("iam-role", "container-role"):
-            resolver.remove(name)
-        credentials = session.get_credentials() or Credentials("openbatch", "openbatch")
-        request = AWSRequest(method=method, url=url, data=content, headers={"Content-Type": "application/json"})
-        SigV4Auth(credentials, "batch", self.target.region).add_auth(request)
-        return dict(request.headers.items())
+        return common.signed_headers(self.target, method, url, content)
 
 
 def _path(*parts: str) -> str:
