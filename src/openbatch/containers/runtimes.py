@@ -90,6 +90,9 @@ class PreparedContainer:
     podman_base: list[str] = field(default_factory=list)
     podman_env: dict[str, str] = field(default_factory=dict)
     memory_limited: bool = False
+    own_pid_namespace: bool = False
+    """Every process of the job is in a PID namespace whose init is in the attempt's process group, so
+    none can outlive it outside that group (bubblewrap): the executor need not look for orphans."""
     pass_fds: tuple[int, ...] = ()
     """Descriptors ``argv`` needs (bubblewrap's ``--info-fd`` and ``--block-fd``), closed here once it runs."""
     info_fd: int | None = None
@@ -269,7 +272,9 @@ def _bwrap(
         env["HOME"] = identity[2]
     elif "HOME" not in spec.environment:
         env["HOME"] = "/root"
-    prepared = PreparedContainer(argv=[], env=env, run_as=run_as, limits_memory=False, name=attempt_name(spec))
+    prepared = PreparedContainer(
+        argv=[], env=env, run_as=run_as, limits_memory=False, name=attempt_name(spec), own_pid_namespace=True
+    )
     try:
         shared = run_as is not None or c.user is not None
         merged, own_dev, copied = _overlay(rootfs, Path(c.state_dir), prepared, shared)
