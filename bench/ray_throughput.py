@@ -17,6 +17,7 @@ Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4]``
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -92,7 +93,10 @@ def main() -> None:
         ]
     ).start()
     up = time.perf_counter() - started
-    print(f"Ray cluster {cluster.address}: head + 2 workers x {args.cpus} CPUs, up in {up:.1f}s")
+    print(
+        f"Ray cluster {cluster.address}: head + 2 workers x {args.cpus} CPUs, up in {up:.1f}s "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
     try:
         with tempfile.TemporaryDirectory() as data:
             server = ServerProcess(
@@ -113,6 +117,7 @@ def main() -> None:
     print(f"plain Ray tasks running `true`:     {before:8.1f} /s before, {after:.1f} /s after")
     print(f"OpenBatch array of {args.jobs} on Ray:     {ours:8.1f} jobs/s")
     print(f"OpenBatch / plain Ray:              {ours / baseline:8.1%}  (target >= 70%)")
+    print(f"load average (1 min) at the end:    {os.getloadavg()[0]:8.1f}")
 
 
 if __name__ == "__main__":

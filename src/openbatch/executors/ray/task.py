@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -45,10 +46,25 @@ Lines = list[tuple[int, str]]
 """(epoch ms, message) events, in order."""
 
 
+def _setpriv() -> str | None:
+    path = shutil.which("setpriv")
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage else None  # util-linux 2.33 and later
+
+
 try:
     _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
     _PRCTL = None
+_SETPRIV = _setpriv()
+"""util-linux's ``setpriv --pdeathsig``: sets the parent-death signal and execs the command. Preferred to a
+``preexec_fn``, which makes ``subprocess`` fork the whole Ray worker (threads, gRPC's fork handlers) instead
+of vfork-ing it: measured 110 ms median per job under load against about 2 ms."""
 _DISPATCHERS: dict[str, Any] = {}
 """Dispatcher actor handles by name, looked up once per Ray worker (a lookup asks the GCS)."""
 
@@ -58,6 +74,24 @@ def _die_with_worker() -> None:
     (libc is loaded beforehand: loading it in the child costs tens of milliseconds per job.)"""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _argv(command: list[str], environment: dict[str, str]) -> tuple[list[str], Any]:
+    """The command line to start and the ``preexec_fn`` to start it with: the job's process dies with the
+    Ray worker that started it (a lost node) either way.
+
+    Through ``setpriv`` the executable is looked up first, so that a missing one still fails to start
+    (``CannotStartContainerError``) rather than becoming the wrapper's exit status."""
+    if _SETPRIV is None or not command:
+        return command, _die_with_worker
+    program = command[0]
+    if "/" not in program:
+        found = shutil.which(program, path=environment.get("PATH", os.defpath))
+    else:
+        found = program if not os.path.isabs(program) or os.access(program, os.X_OK) else None
+    if found is None:
+        raise FileNotFoundError(2, "No such file or directory", program)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *command], None
 
 
 def _dispatcher(name: str, namespace: str) -> Any:
@@ -149,12 +183,13 @@ def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> 
     environment.update({name: os.environ[name] for name in _GPU_VARIABLES if name in os.environ})
     environment["OPENBATCH_NODE_ADDRESS"] = node
     try:
+        argv, before_exec = _argv(list(spec["command"]), environment)
         proc = subprocess.Popen(
-            spec["command"],
+            argv,
             cwd=_working_dir(spec["workingDir"]),
             env=environment,
             process_group=0,
-            preexec_fn=_die_with_worker,
+            preexec_fn=before_exec,
             **_PIPES,
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
