@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from openbatch.api import schemas as s
 from openbatch.config import Settings
 from openbatch.runtime import Runtime
 from openbatch.scheduler.engine import EngineStats
+from openbatch.service import request_models as s
 from openbatch.store.base import JobRecord
 from openbatch.store.sql import SqlStore
 

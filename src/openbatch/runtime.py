@@ -7,7 +7,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.api.limits import malloc_trim
 from openbatch.api.operations import Reply
 from openbatch.clock import SystemClock
@@ -26,6 +25,7 @@ from openbatch.scheduler.engine import JobEngine
 from openbatch.scheduler.registry import Registry
 from openbatch.service import compute_environments as ces
 from openbatch.service import job_queues as jqs
+from openbatch.service import request_models as s
 from openbatch.service.consumable_resources import ConsumableUsage, NoUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.jobs import JobService

@@ -14,7 +14,6 @@ import uvicorn
 from starlette.applications import Starlette
 
 from openbatch import cluster
-from openbatch.api import schemas as s
 from openbatch.api.app import create_app
 from openbatch.api.auth import ScopeAuthenticator
 from openbatch.api.limits import RequestLimits
@@ -31,6 +30,7 @@ from openbatch.fidelity import task_metadata
 from openbatch.fidelity.wiring import container_environment_hook
 from openbatch.observability.requests import RequestLog
 from openbatch.runtime import Runtime
+from openbatch.service import request_models as s
 from openbatch.workflows.capability import routes as workflow_routes
 
 logger = logging.getLogger(__name__)

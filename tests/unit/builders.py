@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.job import STATUS_SUMMARY_KEYS, Attempt, Job, JobSpec
 from openbatch.domain.jobspec import Resources, RetryPolicy
 from openbatch.domain.resources import ComputeEnvironment, JobQueue, SchedulingPolicy
 from openbatch.domain.states import JobStatus
+from openbatch.service import request_models as s
 from openbatch.store.base import JobDefinitionRecord
 
 REGION = "us-east-1"

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from openbatch.api import schemas as s
 from openbatch.api.errors import describe_validation_error
 from openbatch.domain import jobspec
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.job import STATUS_SUMMARY_KEYS
 from openbatch.domain.jobspec import Resources, RetryPolicy
 from openbatch.domain.states import JobStatus
+from openbatch.service import request_models as s
 from openbatch.service import submission as sub
 from openbatch.service.submission import DependencyInfo
 from tests.unit.builders import (

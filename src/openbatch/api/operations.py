@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from openbatch.api import schemas as s
 from openbatch.service import compute_environments as ces
 from openbatch.service import job_definitions as jds
 from openbatch.service import job_queues as jqs
+from openbatch.service import request_models as s
 from openbatch.service import scheduling_policies as sps
 from openbatch.service.consumable_resources import ConsumableUsage
 from openbatch.service.context import Caller, ServiceContext

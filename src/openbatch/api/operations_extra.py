@@ -9,11 +9,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from openbatch.api import schemas_extra as x
-from openbatch.api.schemas import Shape
 from openbatch.service import consumable_resources as crs
 from openbatch.service import quota_shares as qss
 from openbatch.service import service_environments as ses
 from openbatch.service import service_jobs as sjs
+from openbatch.service.request_models import Shape
 
 if TYPE_CHECKING:
     from openbatch.api.operations import Reply, Services

@@ -1,7 +1,7 @@
 """Request shapes of the newer Batch operations: consumable resources, service
 environments, service jobs and quota shares (members as in the botocore model).
 
-Kept apart from ``schemas.py`` so that these capabilities stay behind their own
+Kept apart from ``service/request_models.py`` so that these capabilities stay behind their own
 seam; the use cases receive ``Shape.echo()`` dicts, never these classes.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from openbatch.api.schemas import KeyValuesPair, Paginated, Shape
+from openbatch.service.request_models import KeyValuesPair, Paginated, Shape
 
 State = Literal["ENABLED", "DISABLED"]
 

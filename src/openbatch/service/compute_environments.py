@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_tags
 from openbatch.executors.binding import check_binding_tags
 from openbatch.service import compute_rules
+from openbatch.service import request_models as s
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import resource_page
 

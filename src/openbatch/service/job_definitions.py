@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain import jobspec
 from openbatch.domain.arns import ResourceType, is_arn, parse_arn
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service import job_definition_rules, multinode
+from openbatch.service import request_models as s
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import decode_position, encode_token, page_size, seq_position
 from openbatch.store.base import JobDefinitionRecord

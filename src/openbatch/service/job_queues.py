@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
 from openbatch.service import compute_environments as ces
+from openbatch.service import request_models as s
 from openbatch.service import scheduling_policies as policies
 from openbatch.service import service_environments
 from openbatch.service.context import Caller, ServiceContext

@@ -7,7 +7,6 @@ from collections.abc import Awaitable
 from itertools import islice
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, is_arn
 from openbatch.domain.errors import ValidationError
 from openbatch.domain.job import Job, JobSpec, StatusChange
@@ -16,6 +15,7 @@ from openbatch.fidelity import consumables
 from openbatch.scheduler.engine import JobEngine
 from openbatch.service import job_definitions as jds
 from openbatch.service import multinode, submission
+from openbatch.service import request_models as s
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.group_commit import GroupCommitter
 from openbatch.service.job_views import JobRenderer

@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain import jobspec
 from openbatch.domain import multinode as mn
 from openbatch.domain.errors import ClientError, ValidationError
 from openbatch.domain.job import Job, JobSpec
 from openbatch.domain.states import JobStatus
+from openbatch.service import request_models as s
 
 _NOT_WITH_MULTINODE = (
     ("arrayProperties", "array jobs cannot be multi-node parallel jobs"),

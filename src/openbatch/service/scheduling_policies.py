@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.arns import ResourceType, parse_arn
 from openbatch.domain.errors import Conflict, NotFound, ValidationError
 from openbatch.domain.validation import check_name, check_range, check_tags
+from openbatch.service import request_models as s
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.pagination import resource_page
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain import jobspec
 from openbatch.domain.arns import ResourceType, name_from_reference
 from openbatch.domain.errors import ClientError, ValidationError
@@ -23,6 +22,7 @@ from openbatch.domain.validation import check_range, check_tags
 from openbatch.executors.binding import check_resources_tag
 from openbatch.fidelity import consumables, multi_container
 from openbatch.service import multinode
+from openbatch.service import request_models as s
 from openbatch.store.base import JobDefinitionRecord
 
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")

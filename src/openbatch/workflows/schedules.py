@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from openbatch.api import schemas as s
 from openbatch.domain.errors import ClientError, NotFound, ValidationError
 from openbatch.domain.validation import check_name
+from openbatch.service import request_models as s
 from openbatch.service.context import Caller
 from openbatch.service.jobs import JobService
 from openbatch.workflows.service import WorkflowService

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openbatch.api import schemas as s
 from openbatch.domain.errors import ClientError, NotFound, ValidationError
 from openbatch.domain.job import Job, StatusChange
 from openbatch.domain.states import JobStatus
 from openbatch.service import job_definitions as jds
+from openbatch.service import request_models as s
 from openbatch.service import submission
 from openbatch.service.context import Caller
 from openbatch.service.jobs import JobService

@@ -1,4 +1,7 @@
-"""Request shapes of the AWS Batch operations, as pydantic models.
+"""Request shapes of the AWS Batch operations, as pydantic models: what the use cases take.
+
+They live with the service layer, which defines its own inputs; the API layer validates wire
+bodies into them (``api/operations.py``), so services never depend on the API package.
 
 Member names are the wire's camelCase names, so no alias table is needed.
 Unknown members are ignored (botocore may send members newer than ours).
