@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
+from openbatch.api.asgi_body import BodyTooLarge, read_body, replay
 from openbatch.api.errors import error_response as api_error
 from openbatch.auth.actions import LatestRevision, Scope, requests_for
 from openbatch.auth.config import AuthFile
@@ -111,7 +112,7 @@ class SigV4Middleware:
             principal = self._principal(signed)
             check_time(signed, self.clock())
             if not websocket:
-                body = await _read_body(receive)
+                body = await read_body(receive, MAX_BODY_BYTES)
             request = HttpRequest(method, raw_path, query, headers, body)
             verify(signed, request, self._secret(signed))
             self._authorize(principal, protocol, method, scope["path"], header_map, query, body, signed)
@@ -123,13 +124,13 @@ class SigV4Middleware:
             else:
                 await error_response(error, protocol)(scope, receive, send)
             return
-        except _BodyTooLarge:
+        except BodyTooLarge:
             await _too_large()(scope, receive, send)
             return
         if websocket:
             await self.app({**scope, PRINCIPAL_KEY: principal}, receive, send)
         else:
-            await self.app({**scope, PRINCIPAL_KEY: principal}, _replay(body, receive), send)
+            await self.app({**scope, PRINCIPAL_KEY: principal}, replay(body, receive), send)
 
     def _principal(self, signed: SignedRequest) -> Principal:
         config = self.auth_file.current()
@@ -210,40 +211,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def _too_large() -> Response:

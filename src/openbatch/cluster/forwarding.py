@@ -18,8 +18,9 @@ import time
 from collections.abc import AsyncIterator
 
 import httpx
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from openbatch.api.asgi_body import read_body, replay
 from openbatch.api.errors import error_response
 from openbatch.cluster.leadership import Leadership
 
@@ -56,7 +57,7 @@ class Forwarding:
         if scope["type"] != "http" or self.leadership.leads or scope["path"].startswith("/health"):
             await self.app(_as_forwarded(scope), receive, send)
             return
-        body = await _read_body(receive)
+        body = await read_body(receive)
         # The client's own X-Forwarded-For is dropped: the leader reads this server's, and trusts it.
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _HOP_BY_HOP and k.lower() != _XFF]
         if any(k.lower() == FORWARDED for k, _ in headers):
@@ -69,7 +70,7 @@ class Forwarding:
         deadline = time.monotonic() + self.wait_seconds
         while True:
             if self.leadership.leads:
-                await self.app(scope, _replay(body, receive), send)
+                await self.app(scope, replay(body, receive), send)
                 return
             url = self.leadership.leader_url
             if url is not None:
@@ -155,32 +156,6 @@ async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     async for chunk in response.aiter_raw():
         if chunk:
             yield chunk
-
-
-async def _read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(parts)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """The body read already, then the client's own messages (a disconnect)."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
 
 
 async def _unavailable(message: str, scope: Scope, receive: Receive, send: Send) -> None:
