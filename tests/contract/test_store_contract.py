@@ -513,3 +513,31 @@ def test_load_unfinished_jobs(store: Store) -> None:
     assert unfinished == {records[s].id for s in statuses[:5]}
     loaded = {r.id: r for r in store.load_unfinished_jobs()}
     assert loaded[records["RUNNING"].id] == records["RUNNING"]
+
+
+def test_queued_children_come_back_as_ranges(store: Store) -> None:
+    parent = _job(status="PENDING", body={"arrayProperties": {"size": 20}})
+    other = _job(status="PENDING", body={"arrayProperties": {"size": 5}})
+    running_child = 7
+    children = [
+        _job(
+            f"{parent.id}:{i}",
+            parent_id=parent.id,
+            array_index=i,
+            status="RUNNING" if i == running_child else "FAILED" if i in (12, 13) else "RUNNABLE",
+        )
+        for i in range(20)
+    ]
+    other_children = [_job(f"{other.id}:{i}", parent_id=other.id, array_index=i, status="RUNNABLE") for i in range(5)]
+    top = _job(status="RUNNABLE")
+    node = _job(f"{top.id}#0", parent_id=top.id, status="RUNNABLE")  # a multi-node job's node: no array index
+    store.insert_jobs([parent, other, *children, *other_children, top, node])
+
+    expected = {(parent.id, 0, 7), (parent.id, 8, 12), (parent.id, 14, 20), (other.id, 0, 5)}
+    ranges = store.queued_child_ranges()
+    assert set(ranges) == expected and len(ranges) == 4
+    assert ranges == sorted(ranges)
+
+    without = {r.id for r in store.load_unfinished_jobs(except_queued_children=True)}
+    assert without == {parent.id, other.id, f"{parent.id}:{running_child}", top.id, node.id}
+    assert len(store.load_unfinished_jobs()) == len(without) + 7 + 4 + 6 + 5

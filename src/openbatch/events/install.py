@@ -52,6 +52,7 @@ def install(runtime: Runtime, logs: Handler) -> Installed:
     def attach(engine: Any) -> None:
         metrics.seed(runtime.store.engine)
         metrics.environments = lambda: environment_capacities(engine.registry, engine.capacity)
+        metrics.held = engine.held
         engine.add_status_listener(metrics.on_changes)
         events.start(engine, lambda: runtime.jobs.renderer(runtime.caller).detail, logs)
         if runtime.workflows is not None:

@@ -52,10 +52,13 @@ class ServerMetrics:
         *,
         environments: Callable[[], Iterable[EnvironmentCapacity]],
         deliveries: Callable[[], DeliveryFigures] | None = None,
+        held: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.environments = environments
         self.deliveries = deliveries
+        self.held = held
+        """The scheduler's jobs held as objects, and queued array children held as index ranges."""
         self.submitted = Counter(
             "openbatch_jobs_submitted", "Jobs submitted (array children included)", ["queue"], registry=self.registry
         )
@@ -178,6 +181,16 @@ class _Snapshot(Collector):
                 gauges[f"{name}_in_use"].add_metric([env.name], used)
                 gauges[f"{name}_capacity"].add_metric([env.name], capacity)
         yield from gauges.values()
+        if m.held is not None:
+            objects, ranged = m.held()
+            yield GaugeMetricFamily(
+                "openbatch_scheduler_jobs_in_memory", "Unfinished jobs the scheduler holds as objects", value=objects
+            )
+            yield GaugeMetricFamily(
+                "openbatch_scheduler_queued_children_in_ranges",
+                "RUNNABLE array children waiting as index ranges of their parent rather than as objects",
+                value=ranged,
+            )
         if m.deliveries is None:
             return
         try:

@@ -23,6 +23,7 @@ from openbatch.scheduler.core import (
     _remove_empty_dir,
     host_terminated,
 )
+from openbatch.scheduler.queues import FifoQueue
 
 TASK_FAILED_TO_START = "Task failed to start"
 
@@ -217,6 +218,10 @@ class AttemptsMixin(EngineCore):
         self.cancel(job, reason)
 
     def _for_children(self, parent: Job, action: Callable[[Job], None]) -> None:
+        waiting = self.runnable.get(parent.spec.queue)
+        if isinstance(waiting, FifoQueue):
+            # Children waiting as index ranges are made live (and leave the queue: the action ends them).
+            waiting.unpark(parent.id)
         size = parent.spec.array_size or 0
         for index in range(size):
             child = self.jobs.get(f"{parent.id}:{index}")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from openbatch.clock import Clock
 from openbatch.domain import transitions as t
-from openbatch.domain.job import Job, StatusChange
+from openbatch.domain.job import Job, JobSpec, StatusChange
 
 __all__ = ["StatusChange"]
 from openbatch.domain.resources import FairsharePolicy
@@ -34,7 +34,7 @@ from openbatch.scheduler.fairshare import FairshareQueue
 from openbatch.scheduler.queues import FifoQueue, RunnableQueue
 from openbatch.scheduler.registry import Registry
 from openbatch.store.base import OutboxEntry, Store
-from openbatch.store.job_codec import to_record
+from openbatch.store.job_codec import from_record, to_record
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,9 @@ class EngineCore:
         self._unmet: dict[str, int] = {}
         self._dep_failed: set[str] = set()
         self._to_evaluate: list[Job] = []
+        self._live_children: set[str] = set()
+        """Array children made live out of a queue's run (its head, a prefetch, or asked for by id):
+        kept in ``jobs`` until they leave RUNNABLE."""
         self._dirty: dict[str, Job] = {}
         self._changes: list[StatusChange] = []
         """State changes since the last flush, in order: for listeners and the outbox."""
@@ -245,7 +248,7 @@ class EngineCore:
 
     def _new_queue(self, name: str) -> RunnableQueue:
         fairshare = self._fairshare_policy(name)
-        return FifoQueue() if fairshare is None else FairshareQueue(fairshare, self.clock)
+        return FifoQueue(self._materialise_children) if fairshare is None else FairshareQueue(fairshare, self.clock)
 
     def _fairshare_policy(self, name: str) -> FairsharePolicy | None:
         queue = self.registry.queues.get(name)
@@ -274,6 +277,80 @@ class EngineCore:
             job.status_reason = reason
             self._dirty[job.id] = job
 
+    # --- queued array children ------------------------------------------------------
+
+    def _park(self, job: Job) -> None:
+        """A child whose RUNNABLE state is now durable and that waits in a run of its queue leaves
+        memory: its row is exact, and the queue makes it live again when it is needed."""
+        if job.status is not S.RUNNABLE:
+            self._live_children.discard(job.id)
+            return
+        if job.id in self._live_children:
+            return
+        waiting = self.runnable.get(job.spec.queue)
+        if isinstance(waiting, FifoQueue) and waiting.parks(job):
+            del self.jobs[job.id]
+
+    def _materialise_children(self, parent_id: str, indices: Sequence[int]) -> list[Job]:
+        """Children of ``parent_id`` waiting in a run, live: from memory when there, else from their rows."""
+        found: dict[int, Job] = {}
+        missing: list[str] = []
+        for index in indices:
+            child_id = f"{parent_id}:{index}"
+            job = self.jobs.get(child_id)
+            if job is None:
+                missing.append(child_id)
+            else:
+                found[index] = job
+        if missing:
+            spec = self._spec_of(parent_id)
+            for start in range(0, len(missing), 500):
+                for record in self.store.get_jobs(missing[start : start + 500]):
+                    job = from_record(record, spec)
+                    if job.status is S.RUNNABLE and job.array_index is not None:
+                        self.jobs[job.id] = job
+                        found[job.array_index] = job
+        live = [found[i] for i in indices if i in found]
+        self._live_children.update(job.id for job in live)
+        return live
+
+    def _spec_of(self, parent_id: str) -> JobSpec | None:
+        parent = self.jobs.get(parent_id)
+        if parent is not None:
+            return parent.spec
+        records = self.store.get_jobs([parent_id])
+        return from_record(records[0]).spec if records else None
+
+    def _queue_holding(self, job_id: str) -> tuple[FifoQueue, str, int] | None:
+        parent_id, sep, index = job_id.rpartition(":")
+        if not sep or not index.isdigit():
+            return None
+        parent = self.jobs.get(parent_id)
+        if parent is None or not parent.is_array_parent:
+            return None
+        waiting = self.runnable.get(parent.spec.queue)
+        return (waiting, parent_id, int(index)) if isinstance(waiting, FifoQueue) else None
+
+    def find(self, job_id: str) -> Job | None:
+        """The live job ``job_id``, including an array child that waits in a run (made live, in place)."""
+        job = self.jobs.get(job_id)
+        if job is not None:
+            return job
+        holding = self._queue_holding(job_id)
+        return holding[0].find(holding[1], holding[2]) if holding is not None else None
+
+    def held(self) -> tuple[int, int]:
+        """Jobs held as objects, and queued array children held as index ranges instead (metrics)."""
+        in_runs = sum(q.children_in_runs() for q in self.runnable.values() if isinstance(q, FifoQueue))
+        return len(self.jobs), max(in_runs - len(self._live_children), 0)
+
+    def is_queued_child(self, job_id: str) -> bool:
+        """Whether ``job_id`` is an array child waiting in a run (RUNNABLE, not in ``jobs``)."""
+        if job_id in self.jobs:
+            return False
+        holding = self._queue_holding(job_id)
+        return holding is not None and holding[0].holds(holding[1], holding[2])
+
     # --- persistence ----------------------------------------------------------------
 
     def flush(self) -> None:
@@ -287,6 +364,9 @@ class EngineCore:
             for job in dirty.values():
                 if job.status in TERMINAL and job.id not in self._running:
                     self.jobs.pop(job.id, None)
+                    self._live_children.discard(job.id)
+                elif job.array_index is not None:
+                    self._park(job)
             self.notify(changes)
         self._after_commit()
 

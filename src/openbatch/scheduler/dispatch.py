@@ -181,10 +181,15 @@ class DispatchMixin(EngineCore):
         """``Waiting for 2 dependencies: <jobId> (RUNNING), <jobId> (PENDING)``: the unfinished ones.
 
         Dependencies no longer in memory have finished (and succeeded, or this job would have failed)."""
-        unfinished = [dep for d in job.deps if (dep := self.jobs.get(d)) is not None and dep.status not in TERMINAL]
+        unfinished = [
+            (d, dep.status.value if dep is not None else S.RUNNABLE.value)
+            for d in job.deps
+            # A child waiting in a queue's index range is RUNNABLE without a live object.
+            if ((dep := self.jobs.get(d)) is not None and dep.status not in TERMINAL) or self.is_queued_child(d)
+        ]
         if not unfinished:
             return job.status_reason
-        shown = ", ".join(f"{dep.id} ({dep.status.value})" for dep in unfinished[:_DEPENDENCIES_SHOWN])
+        shown = ", ".join(f"{dep_id} ({status})" for dep_id, status in unfinished[:_DEPENDENCIES_SHOWN])
         more = f" and {len(unfinished) - _DEPENDENCIES_SHOWN} more" if len(unfinished) > _DEPENDENCIES_SHOWN else ""
         plural = "dependency" if len(unfinished) == 1 else "dependencies"
         return f"Waiting for {len(unfinished)} {plural}: {shown}{more}"

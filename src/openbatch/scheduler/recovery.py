@@ -14,6 +14,7 @@ from openbatch.executors.base import KnownAttempt, attempt_key
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S
 from openbatch.scheduler.dependencies import DependencyMixin
 from openbatch.scheduler.lost_hosts import LostHostsMixin
+from openbatch.scheduler.queues import FifoQueue
 from openbatch.store.job_codec import from_record
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,12 @@ class RecoveryMixin(LostHostsMixin, DependencyMixin):
         with the server, they are lost: the attempt ends as a lost host, so retry rules
         such as ``onStatusReason: "Host EC2*"`` apply exactly as on AWS.
         """
-        records = self.store.load_unfinished_jobs()
+        # Queued array children are not read one by one: they come back as index ranges (see
+        # ``queues.ChildRun``), so a million of them cost a few ranges, not a million objects.
+        records = self.store.load_unfinished_jobs(except_queued_children=True)
+        ranges = self.store.queued_child_ranges()
         known = dict(self.executor.known_attempts())
-        if not records:
+        if not records and not ranges:
             self.executor.forget(list(known))
             return
         records.sort(key=lambda r: (r.array_index is not None, r.created_at))
@@ -50,6 +54,7 @@ class RecoveryMixin(LostHostsMixin, DependencyMixin):
                 specs[job.id] = job.spec
             self.jobs[job.id] = job
             loaded.append(job)
+        runs = self._recover_runs(ranges, specs, loaded)
         now = self.clock.now_ms()
         self._recount_arrays(loaded)
         waiting = [job for job in loaded if job.status in (S.SUBMITTED, S.PENDING)]
@@ -57,8 +62,21 @@ class RecoveryMixin(LostHostsMixin, DependencyMixin):
         for job in waiting:
             self._register_dependencies(job, finished)
             self._to_evaluate.append(job)
-        for job in sorted((j for j in loaded if j.status is S.RUNNABLE), key=lambda j: j.runnable_since or 0):
-            self._enqueue(job)
+        queued: list[tuple[int, Job | tuple[str, int, int]]] = [
+            (job.runnable_since or 0, job) for job in loaded if job.status is S.RUNNABLE
+        ]
+        queued.extend(runs)
+        queued.sort(key=lambda entry: entry[0])
+        for _since, entry in queued:
+            if isinstance(entry, Job):
+                self._enqueue(entry)
+            else:
+                parent_id, first, stop = entry
+                fifo = self.runnable.get(specs[parent_id].queue)
+                if fifo is None:
+                    fifo = self.runnable[specs[parent_id].queue] = self._new_queue(specs[parent_id].queue)
+                assert isinstance(fifo, FifoQueue)
+                fifo.push_run(parent_id, first, stop)
         followed = 0
         elsewhere = []
         for job in loaded:
@@ -75,6 +93,33 @@ class RecoveryMixin(LostHostsMixin, DependencyMixin):
         # Ended attempts whose outcome the store already has (the server stopped before acknowledging).
         self.executor.forget(list(known))
         logger.info("recovered %d unfinished jobs; re-attached to %d attempts", len(loaded), followed)
+
+    def _recover_runs(
+        self, ranges: list[tuple[str, int, int]], specs: dict[str, JobSpec], loaded: list[Job]
+    ) -> list[tuple[int, tuple[str, int, int]]]:
+        """Queued children's ranges with the time they became RUNNABLE (their first child's), for
+        FIFO queues; the children of an array in a fair-share queue are loaded as jobs (into ``loaded``)."""
+        runs: list[tuple[str, int, int]] = []
+        for parent_id, first, stop in ranges:
+            spec = specs.get(parent_id)
+            if spec is None:
+                continue  # no unfinished parent: nothing can dispatch these (never happens in a consistent store)
+            if self._fairshare_policy(spec.queue) is None:
+                runs.append((parent_id, first, stop))
+                continue
+            ids = [f"{parent_id}:{index}" for index in range(first, stop)]
+            for start in range(0, len(ids), 500):
+                for record in self.store.get_jobs(ids[start : start + 500]):
+                    job = from_record(record, spec)
+                    self.jobs[job.id] = job
+                    loaded.append(job)
+        since: dict[str, int] = {}
+        heads = [f"{parent_id}:{first}" for parent_id, first, _stop in runs]
+        for start in range(0, len(heads), 500):
+            for record in self.store.get_jobs(heads[start : start + 500]):
+                head = from_record(record, specs[record.parent_id or ""])
+                since[head.id] = head.runnable_since or 0
+        return [(since.get(f"{p}:{first}", 0), (p, first, stop)) for p, first, stop in runs]
 
     def _reattach(self, job: Job, known: KnownAttempt | None) -> int:
         gpu_ids = known.gpu_ids if known is not None else None

@@ -203,7 +203,7 @@ class JobService:
         if not req.jobId:
             raise ValidationError("jobId must not be empty")
         self._check_reason(req.reason)
-        job = self.engine.jobs.get(req.jobId)
+        job = self.engine.find(req.jobId)
         if job is not None:
             self.engine.cancel(job, req.reason)
         return {}
@@ -212,7 +212,7 @@ class JobService:
         if not req.jobId:
             raise ValidationError("jobId must not be empty")
         self._check_reason(req.reason)
-        job = self.engine.jobs.get(req.jobId)
+        job = self.engine.find(req.jobId)
         if job is not None:
             self.engine.terminate(job, req.reason)
         return {}
@@ -223,7 +223,7 @@ class JobService:
         self._check_reason(reason)
         successful, errors = [], []
         for job_id in ids:
-            job = self.engine.jobs.get(job_id)
+            job = self.engine.find(job_id)
             try:
                 if job is not None:
                     (self.engine.terminate if terminate else self.engine.cancel)(job, reason)
@@ -274,7 +274,7 @@ class JobService:
         return dict(jobs[0].tags)
 
     def set_tags(self, job_id: str, tags: dict[str, str]) -> None:
-        job = self.engine.jobs.get(job_id)
+        job = self.engine.find(job_id)
         if job is not None:
             job.tags = tags
             self.engine.mark_dirty(job)

@@ -187,8 +187,14 @@ class Store(Protocol):
         """Jobs matching ``query`` ordered by (created_at, id); ``after`` is an exclusive keyset cursor."""
         ...
 
-    def load_unfinished_jobs(self) -> list[JobRecord]:
-        """Every job not SUCCEEDED or FAILED (start-up recovery)."""
+    def load_unfinished_jobs(self, *, except_queued_children: bool = False) -> list[JobRecord]:
+        """Every job not SUCCEEDED or FAILED (start-up recovery); with ``except_queued_children``,
+        not the RUNNABLE array children (``queued_child_ranges`` gives those)."""
+        ...
+
+    def queued_child_ranges(self) -> list[tuple[str, int, int]]:
+        """RUNNABLE array children as ``(parent id, first index, stop index)`` ranges of consecutive
+        indices, ordered by parent and first index."""
         ...
 
     def count_jobs(self) -> int: ...

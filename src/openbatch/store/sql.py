@@ -379,12 +379,47 @@ class SqlStore:
         with self._begin() as conn:
             return [_job(row._mapping) for row in conn.execute(stmt.limit(limit))]
 
-    def load_unfinished_jobs(self) -> list[JobRecord]:
+    def load_unfinished_jobs(self, *, except_queued_children: bool = False) -> list[JobRecord]:
         with self._begin() as conn:
             # IN over the unfinished statuses, not NOT IN the finished ones: only the former
-            # uses ix_jobs_status, so start-up does not scan a history of millions of jobs.
-            rows = conn.execute(select(jobs).where(jobs.c.status.in_(_UNFINISHED)))
-            return [_job(row._mapping) for row in rows]
+            # uses the status index, so start-up does not scan a history of millions of jobs.
+            if not except_queued_children:
+                rows = conn.execute(select(jobs).where(jobs.c.status.in_(_UNFINISHED)))
+                return [_job(row._mapping) for row in rows]
+            others = [s for s in _UNFINISHED if s != "RUNNABLE"]
+            found = [_job(row._mapping) for row in conn.execute(select(jobs).where(jobs.c.status.in_(others)))]
+            # RUNNABLE top-level jobs (no parent) and multi-node nodes (a parent, no array index):
+            # two seeks in (status, parent_id, array_index) that step over every queued child.
+            for condition in (
+                jobs.c.parent_id.is_(None),
+                and_(jobs.c.parent_id.is_not(None), jobs.c.array_index.is_(None)),
+            ):
+                rows = conn.execute(select(jobs).where(jobs.c.status == "RUNNABLE", condition))
+                found.extend(_job(row._mapping) for row in rows)
+            return found
+
+    def queued_child_ranges(self) -> list[tuple[str, int, int]]:
+        # Gaps and islands: consecutive indices share (index - row number), so each island is one
+        # contiguous range; the whole scan runs inside the database, over the index alone.
+        numbered = (
+            select(
+                jobs.c.parent_id,
+                jobs.c.array_index,
+                (
+                    jobs.c.array_index
+                    - func.row_number().over(partition_by=jobs.c.parent_id, order_by=jobs.c.array_index)
+                ).label("island"),
+            )
+            .where(jobs.c.status == "RUNNABLE", jobs.c.parent_id.is_not(None), jobs.c.array_index.is_not(None))
+            .subquery()
+        )
+        stmt = (
+            select(numbered.c.parent_id, func.min(numbered.c.array_index), func.max(numbered.c.array_index))
+            .group_by(numbered.c.parent_id, numbered.c.island)
+            .order_by(numbered.c.parent_id, func.min(numbered.c.array_index))
+        )
+        with self._begin() as conn:
+            return [(str(parent), int(first), int(last) + 1) for parent, first, last in conn.execute(stmt)]
 
     def count_jobs(self) -> int:
         with self._begin() as conn:

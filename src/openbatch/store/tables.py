@@ -64,7 +64,8 @@ jobs = Table(
         postgresql_where=text("array_index IS NULL"),
     ),
     Index("ix_jobs_parent_index", "parent_id", "array_index"),
-    Index("ix_jobs_status", "status"),
+    # Unfinished jobs by status; queued array children as (parent, index) ranges (see recovery).
+    Index("ix_jobs_status_parent_index", "status", "parent_id", "array_index"),
 )
 
 outbox = Table(
