@@ -15,7 +15,7 @@ from openbatch.config import Settings
 from openbatch.domain.arns import ResourceType
 from openbatch.executors.gpu import detect_gpus
 from openbatch.executors.local import Sandbox
-from openbatch.executors.ray.environments import RayEnvironments
+from openbatch.executors.ray.environments import RayEnvironments, RayNodePlacement
 from openbatch.executors.router import ExecutorRouter
 from openbatch.fidelity.consumables import ConsumableCapacity, EngineConsumableUsage
 from openbatch.logs.janitor import Janitor
@@ -128,6 +128,7 @@ class Runtime:
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
         ray_environments.set_wake(engine.wake)
+        engine.node_placement = RayNodePlacement(ray_environments, capacity, engine.node_placement)
         if self.settings.clustered:
             engine.host = instance_name(self.settings.data_dir)
             engine.lost_host_seconds = self.settings.lost_host_seconds

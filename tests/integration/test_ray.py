@@ -227,6 +227,137 @@ def test_a_lost_node_fails_the_attempt_and_the_retry_runs_on_another(
         ray_cluster.restart(victim)
 
 
+def multinode_definition(batch: BatchClient, script: str, num_nodes: int, main_node: int = 0) -> str:
+    name = unique("ray-mnp")
+    result = batch.register_job_definition(
+        jobDefinitionName=name,
+        type="multinode",
+        nodeProperties={
+            "numNodes": num_nodes,
+            "mainNode": main_node,
+            "nodeRangeProperties": [
+                {
+                    "targetNodes": "0:",
+                    "container": {
+                        "image": "busybox",
+                        "command": ["sh", "-c", script],
+                        "resourceRequirements": [
+                            {"type": "VCPU", "value": "1"},
+                            {"type": "MEMORY", "value": "128"},
+                        ],
+                    },
+                }
+            ],
+        },
+    )
+    return f"{name}:{result['revision']}"
+
+
+MNP_SCRIPT = (
+    'echo "node=$OPENBATCH_NODE_ADDRESS index=$AWS_BATCH_JOB_NODE_INDEX num=$AWS_BATCH_JOB_NUM_NODES '
+    'main=$AWS_BATCH_JOB_MAIN_NODE_INDEX main_address=${AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS-none}"'
+)
+
+
+def test_a_multinode_job_spans_the_ray_nodes(ray_server: ServerProcess, ray_queue: str, tmp_path: Path) -> None:
+    batch = ray_server.batch()
+    tmp_path.chmod(0o777)
+    # The main node (1) waits for the other to have printed: its exit stops the other node.
+    script = (
+        f"{MNP_SCRIPT}; touch {tmp_path}/$AWS_BATCH_JOB_NODE_INDEX; while [ ! -e {tmp_path}/0 ]; do sleep 0.1; done"
+    )
+    jd = multinode_definition(batch, script, num_nodes=2, main_node=1)
+    job_id = batch.submit_job(jobName="mnp", jobQueue=ray_queue, jobDefinition=jd)["jobId"]
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "SUCCEEDED", job
+    lines: dict[int, dict[str, str]] = {}
+    for index in range(2):
+        node = dict(batch.describe_jobs(jobs=[f"{job_id}#{index}"])["jobs"][0])
+        fields = dict(item.split("=", 1) for item in node_line(ray_server, node).split())
+        lines[index] = fields
+        assert (fields["index"], fields["num"], fields["main"]) == (str(index), "2", "1"), fields
+    # Each node on a Ray node of its own: the two workers (the head has no CPUs).
+    assert {lines[0]["node"], lines[1]["node"]} == {SMALL, BIG}, lines
+    assert lines[0]["main_address"] == lines[1]["node"], lines
+    assert lines[1]["main_address"] == "none", lines  # as on AWS: the main node does not get it
+
+    # The job's placement group is gone with it: a job that needs the whole big node runs.
+    job_id = batch.submit_job(
+        jobName="after-mnp", jobQueue=ray_queue, jobDefinition=definition(batch, NODE_SCRIPT, vcpus="2")
+    )["jobId"]
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "SUCCEEDED", job
+    assert node_of(ray_server, job) == BIG
+
+
+def test_a_multinode_job_wider_than_the_cluster_waits_with_a_reason(ray_server: ServerProcess, ray_queue: str) -> None:
+    batch = ray_server.batch()
+    job_id = batch.submit_job(
+        jobName="mnp-too-wide", jobQueue=ray_queue, jobDefinition=multinode_definition(batch, "true", num_nodes=3)
+    )["jobId"]
+
+    def reason() -> str | None:
+        job = batch.describe_jobs(jobs=[job_id])["jobs"][0]
+        text = job.get("statusReason") or ""
+        return text if job["status"] == "RUNNABLE" and "Ray node of its own" in text else None
+
+    text = wait_for(reason, timeout=60)
+    assert text.startswith(
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - the 3 nodes of this multi-node parallel job start together, "
+        "each on a Ray node of its own: they need 3 with 1 vCPUs, 128 MiB of memory"
+    ), text
+    assert "has 2 that can hold them at once" in text and f"{BIG}: 2 CPUs" in text, text
+    batch.terminate_job(jobId=job_id, reason="too wide")
+    assert wait_for_status(batch, job_id, ["FAILED"])["statusReason"] == "too wide"
+
+
+def test_a_multinode_job_outlives_a_server_restart_and_terminate_frees_its_nodes(
+    ray_server: ServerProcess, ray_queue: str, tmp_path: Path
+) -> None:
+    batch = ray_server.batch()
+    tmp_path.chmod(0o777)
+    go = tmp_path / "go"
+    # The main node (0) ends after the other has printed: its exit stops a node still running.
+    script = (
+        f"touch {tmp_path}/$AWS_BATCH_JOB_NODE_INDEX; while [ ! -e {go} ]; do sleep 0.1; done; echo done; "
+        f"touch {tmp_path}/done-$AWS_BATCH_JOB_NODE_INDEX; while [ ! -e {tmp_path}/done-1 ]; do sleep 0.1; done"
+    )
+    jd = multinode_definition(batch, script, num_nodes=2)
+    job_id = batch.submit_job(jobName="mnp-restart", jobQueue=ray_queue, jobDefinition=jd)["jobId"]
+    wait_for(lambda: (tmp_path / "0").exists() and (tmp_path / "1").exists(), timeout=120)
+    ray_server.crash()  # SIGKILL: the nodes run on, under the dispatcher
+    ray_server.start(timeout=120)
+    batch = ray_server.batch()
+    assert batch.describe_jobs(jobs=[job_id])["jobs"][0]["status"] == "RUNNING"
+    go.touch()
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "SUCCEEDED" and len(job["attempts"]) == 1, job
+    for index in range(2):
+        node: dict[str, Any] = dict(batch.describe_jobs(jobs=[f"{job_id}#{index}"])["jobs"][0])
+        assert len(node["attempts"]) == 1, node
+        assert output(ray_server, node) == ["done"]  # each ran once
+
+    # Terminated while running: both nodes stop, and their placement group goes with them.
+    for mark in tmp_path.iterdir():
+        mark.unlink()
+    job_id = batch.submit_job(jobName="mnp-stop", jobQueue=ray_queue, jobDefinition=jd)["jobId"]
+    wait_for_status(batch, job_id, ["RUNNING"], timeout=120)
+    batch.terminate_job(jobId=job_id, reason="stopped by the test")
+    job = wait_for_status(batch, job_id, ["FAILED"], timeout=60)
+    assert job["statusReason"] == "stopped by the test"
+    job_id = batch.submit_job(
+        jobName="after-stop", jobQueue=ray_queue, jobDefinition=definition(batch, NODE_SCRIPT, vcpus="2")
+    )["jobId"]
+    job = wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=120)
+    assert job["status"] == "SUCCEEDED", job
+
+
+def node_line(server: ServerProcess, job: dict[str, Any]) -> str:
+    lines = [line for line in output(server, job) if line.startswith("node=")]
+    assert lines, output(server, job)
+    return lines[0]
+
+
 def test_bad_bindings_are_refused(ray_server: ServerProcess) -> None:
     batch = ray_server.batch()
     for tags, fragment in (

@@ -14,8 +14,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from openbatch.containers.spec import ContainerLaunch
+from openbatch.domain.jobspec import Resources
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeGroup:
+    """The multi-node parallel job an attempt is one node of: an executor whose nodes are separate
+    machines (a Ray cluster) places every node of one attempt of the job together."""
+
+    key: str
+    """The multi-node job's id and attempt: the same for every node of that attempt."""
+    index: int
+    main_index: int
+    nodes: tuple[Resources, ...]
+    """What each node asks for, by node index."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +58,8 @@ class LaunchSpec:
     """What the job asked for, for executors that place attempts themselves (a Ray cluster)."""
     tags: Mapping[str, str] = field(default_factory=dict)
     """The job's tags: an executor may read placement hints from them (``openbatch:ray-resources``)."""
+    node_group: NodeGroup | None = None
+    """Set for a node of a multi-node parallel job."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

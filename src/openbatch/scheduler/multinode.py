@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -34,7 +34,7 @@ from openbatch.domain.job import Attempt, Job
 from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
 from openbatch.domain.states import TERMINAL, JobStatus
-from openbatch.executors.base import ExitInfo, KnownAttempt, LaunchSpec
+from openbatch.executors.base import ExitInfo, KnownAttempt, LaunchSpec, NodeGroup, attempt_key
 from openbatch.scheduler.capacity import Capacity, Refusal
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S, _remove_empty_dir
 from openbatch.scheduler.dispatch import DispatchMixin
@@ -214,7 +214,17 @@ class MultiNodeMixin(DispatchMixin, RecoveryMixin):
             launch.environment["AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"] = self.node_placement.main_node_address(
                 parent
             )
-        return launch
+        gang = self.gangs.get(job.parent_id or "")
+        if gang is None:
+            return launch
+        group = NodeGroup(
+            # Every node of one attempt of the job runs its own attempt of that number.
+            key=attempt_key(job.parent_id or "", job.attempt_number),
+            index=job.node_index,
+            main_index=main_index,
+            nodes=tuple(node.spec.resources for node in gang.nodes),
+        )
+        return replace(launch, node_group=group)
 
     def _parent_of(self, job: Job) -> Job | None:
         if not job.is_node or job.parent_id is None:

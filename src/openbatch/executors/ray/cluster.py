@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from openbatch.supervisor.client import KnownAttempt
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "openbatch"
+MAIN_NODE_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
 _POLL_WAIT_SECONDS = 0.5
 _NODES_SECONDS = 1.0
 _RETRY_SECONDS = 2.0
@@ -37,6 +38,8 @@ _MIB = 1024 * 1024
 class Node:
     address: str
     resources: Mapping[str, float]
+    available: Mapping[str, float] | None = None
+    """What Ray has not reserved on the node now (tasks and placement groups, anyone's); None: unknown."""
 
     @property
     def cpus(self) -> float:
@@ -332,16 +335,28 @@ class RayCluster:
         custom = {**self._ce_resources(spec.compute_environment), **_tag_resources(spec.tags)}
         if custom:
             options["resources"] = custom
+        environment = dict(spec.environment)
         body = {
             "jobId": spec.job_id,
             "attempt": spec.attempt,
             "command": list(spec.command),
-            "environment": dict(spec.environment),
+            "environment": environment,
             "workingDir": str(spec.working_dir),
             "logStream": spec.log_stream,
             "memoryMib": spec.memory_mib,
             "computeEnvironment": spec.compute_environment,
         }
+        group = spec.node_group
+        if group is not None:
+            # One bundle per node, as each node's task asks: the dispatcher reserves them all at once
+            # and fills in the main node's address once it knows where the main node's bundle is.
+            environment.pop(MAIN_NODE_ADDRESS, None)
+            body["nodeGroup"] = {
+                "key": group.key,
+                "index": group.index,
+                "mainIndex": group.main_index,
+                "bundles": [bundle(node, custom) for node in group.nodes],
+            }
         first = not self._pending
         self._pending.append((key, body, options))
         if first:
@@ -438,6 +453,39 @@ class RayCluster:
         )
         return f"the job needs {wanted} but no node of Ray cluster {self.address} has that much ({largest})"
 
+    def gang_refusal(self, nodes: Sequence[Resources], ce: ComputeEnvironment, vcpus_used: float) -> Refusal | None:
+        """Why the nodes of a multi-node parallel job cannot start now, each on a Ray node of its own
+        (the dispatcher's STRICT_SPREAD placement group), or None if they can."""
+        lead = f"the {len(nodes)} nodes of this multi-node parallel job start together, each on a Ray node of its own"
+        if self.error is not None:
+            return Refusal(f"{INSUFFICIENT} - {lead}: {self.error}", False)
+        custom = self._ce_resources(ce.name)
+        eligible = [node for node in self.nodes if all(node.resources.get(n, 0.0) >= q for n, q in custom.items())]
+        bundles = [bundle(need, custom) for need in nodes]
+        held = spread(bundles, [node.resources for node in eligible])
+        if held < len(nodes):
+            return Refusal(
+                f"{JOB_RESOURCE} - {lead}: {_nodes_wanted(nodes, custom)}, and Ray cluster {self.address} has "
+                f"{held} that can hold them at once ({_describe(eligible, lambda node: node.resources)})",
+                True,
+            )
+        vcpus = sum(need.vcpus for need in nodes)
+        free = min(ce.max_vcpus - vcpus_used, sum(node.cpus for node in eligible) - self._used.cpus)
+        if vcpus > free:
+            return Refusal(
+                f"{INSUFFICIENT} - {lead}: they need {vcpus:g} vCPUs; compute environment {ce.name} has "
+                f"{max(free, 0):g} free (maxvCpus {ce.max_vcpus:g}, Ray cluster {self.address})",
+                False,
+            )
+        free_now = spread(bundles, [_available(node) for node in eligible])
+        if free_now < len(nodes):
+            return Refusal(
+                f"{INSUFFICIENT} - {lead}: {_nodes_wanted(nodes, custom)}, and {free_now} of the nodes of Ray "
+                f"cluster {self.address} have that much free now ({_describe(eligible, _available)})",
+                False,
+            )
+        return None
+
     def acquire(self, need: Resources, ce_name: str) -> None:
         self._used.cpus += need.vcpus
         self._used.memory_mib += need.memory_mib or 0
@@ -447,6 +495,75 @@ class RayCluster:
         self._used.cpus -= need.vcpus
         self._used.memory_mib -= need.memory_mib or 0
         self._used.gpus -= need.gpus
+
+
+def bundle(need: Resources, custom: Mapping[str, float]) -> dict[str, float]:
+    """The Ray resources one attempt (or one node of a multi-node job) asks for."""
+    wanted = {"CPU": need.vcpus, **custom}
+    if need.memory_mib:
+        wanted["memory"] = need.memory_mib * _MIB
+    if need.gpus:
+        wanted["GPU"] = need.gpus
+    return wanted
+
+
+def spread(bundles: Sequence[Mapping[str, float]], nodes: Sequence[Mapping[str, float]]) -> int:
+    """How many of ``bundles`` fit at once with at most one on each of ``nodes``: a maximum bipartite
+    matching (augmenting paths), as a STRICT_SPREAD placement group needs one node per bundle."""
+    fits = [[n for n, node in enumerate(nodes) if all(node.get(k, 0.0) >= q for k, q in b.items())] for b in bundles]
+    holder: dict[int, int] = {}
+    """Node index -> bundle index placed there."""
+
+    def place(b: int, seen: set[int]) -> bool:
+        for n in fits[b]:
+            if n in seen:
+                continue
+            seen.add(n)
+            if n not in holder or place(holder[n], seen):
+                holder[n] = b
+                return True
+        return False
+
+    if all(b == bundles[0] for b in bundles):
+        return min(len(bundles), len(fits[0])) if bundles else 0
+    placed = 0
+    shapes: dict[tuple[tuple[str, float], ...], bool] = {}
+    for b, wanted in enumerate(bundles):
+        shape = tuple(sorted(wanted.items()))
+        if shapes.get(shape) is False:
+            continue  # a bundle just like one that found no node finds none either
+        found = place(b, set())
+        shapes[shape] = found
+        placed += found
+    return placed
+
+
+def _available(node: Node) -> Mapping[str, float]:
+    return node.available if node.available is not None else node.resources
+
+
+def _nodes_wanted(nodes: Sequence[Resources], custom: Mapping[str, float]) -> str:
+    shapes: dict[str, int] = {}
+    for need in nodes:
+        wanted = f"{need.vcpus:g} vCPUs"
+        if need.memory_mib:
+            wanted += f", {need.memory_mib} MiB of memory"
+        if need.gpus:
+            wanted += f", {need.gpus} GPUs"
+        if custom:
+            wanted += " and " + " ".join(f"{n}={q:g}" for n, q in custom.items())
+        shapes[wanted] = shapes.get(wanted, 0) + 1
+    return "they need " + "; ".join(f"{count} with {wanted}" for wanted, count in shapes.items())
+
+
+def _describe(nodes: Sequence[Node], resources: Callable[[Node], Mapping[str, float]]) -> str:
+    if not nodes:
+        return "no node has the compute environment's resources"
+    return ", ".join(
+        f"{node.address}: {resources(node).get('CPU', 0.0):g} CPUs, "
+        f"{resources(node).get('memory', 0.0) / _MIB:.0f} MiB, {resources(node).get('GPU', 0.0):g} GPUs"
+        for node in nodes
+    )
 
 
 def _tag_resources(tags: Mapping[str, str]) -> dict[str, float]:
@@ -462,8 +579,18 @@ def _tag_resources(tags: Mapping[str, str]) -> dict[str, float]:
 def _read_nodes() -> tuple[Node, ...]:
     import ray
 
+    try:
+        from ray._private.state import available_resources_per_node
+
+        available: dict[str, dict[str, float]] | None = available_resources_per_node()
+    except Exception:
+        available = None  # a Ray without it: multi-node jobs are placed by the cluster's totals alone
     nodes = [
-        Node(str(entry.get("NodeManagerAddress", "")), dict(entry.get("Resources") or {}))
+        Node(
+            str(entry.get("NodeManagerAddress", "")),
+            dict(entry.get("Resources") or {}),
+            dict(available.get(str(entry.get("NodeID")), {})) if available is not None else None,
+        )
         for entry in ray.nodes()
         if entry.get("Alive")
     ]

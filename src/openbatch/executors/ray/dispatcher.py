@@ -6,6 +6,12 @@ as a Ray task (``task.run_attempt``), collects its output and its end as numbere
 and keeps them until the server acknowledges them. A restarted server finds the actor by
 name, asks what it holds (``known``), and reads on from the first event it has not
 acknowledged: running attempts are followed again and nothing they printed is lost.
+
+The nodes of a multi-node parallel job (a spec with ``nodeGroup``) are placed together: the
+first of them to arrive reserves a placement group, one bundle per node, STRICT_SPREAD (each
+node on a Ray node of its own, as each node of such a job gets an instance of its own on AWS).
+Their tasks are submitted once every bundle is reserved, node ``i`` into bundle ``i``, with the
+main node's address filled in; the group is removed when every node's attempt has ended.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from typing import Any
 
 import ray
 from ray import exceptions as rex
+from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from openbatch.executors.ray.task import run_attempt
 
@@ -26,19 +34,37 @@ _FORCE_AFTER_SECONDS = 10.0
 _UNREPORTED_SECONDS = 1.0
 """A task reports first within 0.1 s of starting its process (``task._FIRST_REPORT_SECONDS``)."""
 _LOST_ERRORS = (rex.NodeDiedError, rex.WorkerCrashedError, rex.LocalRayletDiedError, rex.ObjectLostError)
+GANG_STRATEGY = "STRICT_SPREAD"
+"""Every node of a multi-node parallel job on a Ray node of its own (the server waits until enough are free)."""
+MAIN_NODE_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
 
 _remote_attempt = ray.remote(max_retries=0)(run_attempt)
 
 
 class _Attempt:
-    __slots__ = ("exit", "node", "ref", "spec", "stop")
+    __slots__ = ("exit", "node", "options", "ref", "spec", "stop")
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
         self.spec = spec
+        self.options = options
         self.ref: Any = None
+        """The task, once submitted (a node of a multi-node job: once its placement group is ready)."""
         self.node: str | None = None
         self.exit: dict[str, Any] | None = None
         self.stop: tuple[float, str | None] | None = None
+
+
+class _Gang:
+    """The nodes of one attempt of a multi-node parallel job, and the placement group that holds them."""
+
+    __slots__ = ("members", "pg", "ready", "waiting")
+
+    def __init__(self, pg: PlacementGroup) -> None:
+        self.pg = pg
+        self.members: dict[int, str] = {}
+        """Attempt keys by node index."""
+        self.ready = False
+        self.waiting: asyncio.Task[None] | None = None
 
 
 class Dispatcher:
@@ -48,6 +74,8 @@ class Dispatcher:
         """(number, kind, attempt key, payload): ``log`` (lines) and ``exit`` (the exit), oldest first."""
         self._number = 0
         self._new = asyncio.Event()
+        self._gangs: dict[str, _Gang] = {}
+        """Multi-node jobs' attempts by ``nodeGroup`` key, until every node of one has ended."""
 
     def _emit(self, kind: str, key: str, payload: Any) -> None:
         self._number += 1
@@ -59,18 +87,91 @@ class Dispatcher:
 
     async def launch(self, batch: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> None:
         """Submit (key, spec, task options) for each attempt it does not hold already."""
-        context = ray.get_runtime_context()
-        me = (context.get_actor_name(), context.namespace)
         for key, spec, options in batch:
             if key in self._attempts:
                 continue  # launched before, by a server that did not learn of it: follow that launch
-            attempt = self._attempts[key] = _Attempt(spec)
-            try:
-                attempt.ref = _remote_attempt.options(**options).remote(me, key, spec)
-            except Exception as exc:
-                self._end(key, {"started": False, "reason": f"CannotStartContainerError: {exc}", "lines": []})
+            attempt = self._attempts[key] = _Attempt(spec, options)
+            group = spec.get("nodeGroup")
+            if group is None:
+                self._submit(key, attempt)
                 continue
-            asyncio.get_running_loop().create_task(self._follow(key, attempt))
+            gang = self._gangs.get(group["key"])
+            if gang is None:
+                try:
+                    gang = self._gangs[group["key"]] = self._reserve(group)
+                except Exception as exc:
+                    self._end(key, {"started": False, "reason": f"CannotStartContainerError: {exc}", "lines": []})
+                    continue
+            gang.members[int(group["index"])] = key
+            if gang.ready:
+                self._submit_node(key, attempt, gang)
+
+    def _reserve(self, group: dict[str, Any]) -> _Gang:
+        """The placement group of one attempt of a multi-node job; its nodes start once it is ready."""
+        bundles = [dict(bundle) for bundle in group["bundles"]]
+        pg = placement_group(bundles, strategy=GANG_STRATEGY, name=f"openbatch-{group['key']}")
+        gang = _Gang(pg)
+        gang.waiting = asyncio.get_running_loop().create_task(self._start_gang(str(group["key"]), gang))
+        return gang
+
+    async def _start_gang(self, gang_key: str, gang: _Gang) -> None:
+        try:
+            await gang.pg.ready()
+        except Exception as exc:
+            gang.waiting = None
+            for key in list(gang.members.values()):
+                attempt = self._attempts.get(key)
+                if attempt is not None and attempt.exit is None:
+                    self._end(key, {"started": False, "reason": f"CannotStartContainerError: {exc}", "lines": []})
+            return
+        if self._gangs.get(gang_key) is not gang:
+            return  # every node was stopped while it waited
+        gang.ready = True
+        gang.waiting = None
+        addresses = _bundle_addresses(gang.pg)
+        for key in gang.members.values():
+            attempt = self._attempts.get(key)
+            if attempt is not None and attempt.exit is None and attempt.ref is None:
+                main = int(attempt.spec["nodeGroup"]["mainIndex"])
+                if int(attempt.spec["nodeGroup"]["index"]) != main and main in addresses:
+                    attempt.spec["environment"][MAIN_NODE_ADDRESS] = addresses[main]
+                self._submit_node(key, attempt, gang)
+
+    def _submit_node(self, key: str, attempt: _Attempt, gang: _Gang) -> None:
+        index = int(attempt.spec["nodeGroup"]["index"])
+        strategy = PlacementGroupSchedulingStrategy(
+            gang.pg, placement_group_bundle_index=index, placement_group_capture_child_tasks=False
+        )
+        self._submit(key, attempt, strategy)
+
+    def _release(self, key: str, attempt: _Attempt) -> None:
+        """Once every node of its multi-node job's attempt has ended, the placement group goes."""
+        group = attempt.spec.get("nodeGroup")
+        gang = self._gangs.get(group["key"]) if group is not None else None
+        if gang is None or group is None:
+            return
+        for member in gang.members.values():
+            held = self._attempts.get(member)
+            if held is not None and held.exit is None:
+                return
+        del self._gangs[group["key"]]
+        if gang.waiting is not None:
+            gang.waiting.cancel()
+        try:
+            remove_placement_group(gang.pg)
+        except Exception:
+            pass  # already gone with its nodes; nothing runs in it any more
+
+    def _submit(self, key: str, attempt: _Attempt, strategy: Any = None) -> None:
+        context = ray.get_runtime_context()
+        me = (context.get_actor_name(), context.namespace)
+        options = attempt.options if strategy is None else {**attempt.options, "scheduling_strategy": strategy}
+        try:
+            attempt.ref = _remote_attempt.options(**options).remote(me, key, attempt.spec)
+        except Exception as exc:
+            self._end(key, {"started": False, "reason": f"CannotStartContainerError: {exc}", "lines": []})
+            return
+        asyncio.get_running_loop().create_task(self._follow(key, attempt))
 
     async def _follow(self, key: str, attempt: _Attempt) -> None:
         try:
@@ -93,6 +194,8 @@ class Dispatcher:
         if attempt is not None:
             attempt.exit = result
         self._emit("exit", key, result)
+        if attempt is not None:
+            self._release(key, attempt)
 
     async def report(self, key: str, node: str, lines: list[tuple[int, str]]) -> tuple[float, str | None] | None:
         """From a running attempt: its node, new output; the answer is a stop request, if any."""
@@ -110,6 +213,10 @@ class Dispatcher:
             return
         if attempt.stop is None or grace < attempt.stop[0]:
             attempt.stop = (grace, reason)
+        if attempt.ref is None:
+            # A node whose multi-node job still waits for its placement group: it never starts.
+            self._end(key, {"started": False, "reason": reason, "lines": [], "endedAt": int(time.time() * 1000)})
+            return
         loop = asyncio.get_running_loop()
         if attempt.node is None:
             # Not reported yet: just started (its first report, which picks up the stop, comes within
@@ -151,6 +258,16 @@ class Dispatcher:
 
     async def last_event(self) -> int:
         return self._number
+
+
+def _bundle_addresses(pg: PlacementGroup) -> dict[int, str]:
+    """The address of the Ray node that holds each bundle of a ready placement group."""
+    try:
+        placed = placement_group_table(pg).get("bundles_to_node_id") or {}
+        addresses = {entry["NodeID"]: entry["NodeManagerAddress"] for entry in ray.nodes()}
+    except Exception:
+        return {}  # the GCS unreachable for a moment: the nodes start without the main node's address
+    return {int(index): addresses[node] for index, node in placed.items() if node in addresses}
 
 
 def _node_of(exc: Exception) -> str:

@@ -11,8 +11,9 @@ import asyncio
 import hashlib
 import importlib.util
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from openbatch.domain.job import Job
 from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
 from openbatch.executors.base import Executor
@@ -20,7 +21,8 @@ from openbatch.executors.binding import binding_of
 from openbatch.executors.ray.cluster import ClusterSettings, RayCluster
 from openbatch.executors.router import ExecutorRouter
 from openbatch.logs.store import LogStore
-from openbatch.scheduler.capacity import INSUFFICIENT, Pool, Refusal
+from openbatch.scheduler.capacity import INSUFFICIENT, MAX_RESOURCE, Capacity, Pool, Refusal
+from openbatch.scheduler.multinode import NodePlacement
 from openbatch.scheduler.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -129,3 +131,33 @@ class RayEnvironments:
         self._started = True
         if self.cluster is not None:
             await self.cluster.start(_CONNECT_SECONDS)
+
+
+class RayNodePlacement:
+    """Multi-node parallel jobs on Ray compute environments: every node on a Ray node of its own, all
+    placed at once (the dispatcher's placement group); on other compute environments as ``fallback``
+    places them."""
+
+    def __init__(self, environments: RayEnvironments, capacity: Capacity, fallback: NodePlacement) -> None:
+        self._environments = environments
+        self._capacity = capacity
+        self._fallback = fallback
+
+    def refusal(self, nodes: Sequence[Resources], total: Resources, ce: ComputeEnvironment) -> Refusal | None:
+        cluster = self._environments.executor_for(ce.name)
+        if not isinstance(cluster, RayCluster):
+            return self._fallback.refusal(nodes, total, ce)
+        if total.vcpus > ce.max_vcpus:
+            return Refusal(
+                f"{MAX_RESOURCE} - the {len(nodes)} nodes of this multi-node parallel job need {total.vcpus:g} "
+                f"vCPUs together but compute environment {ce.name} has maxvCpus {ce.max_vcpus:g}",
+                True,
+            )
+        if not ce.enabled:
+            return Refusal(f"{INSUFFICIENT} - compute environment {ce.name} is DISABLED", False)
+        return cluster.gang_refusal(nodes, ce, self._capacity.vcpus_used.get(ce.name, 0.0))
+
+    def main_node_address(self, parent: Job) -> str:
+        if isinstance(self._environments.executor_for(parent.compute_environment or ""), RayCluster):
+            return ""  # known once the nodes are placed: the dispatcher fills it in
+        return self._fallback.main_node_address(parent)
