@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from openbatch.executors.base import HOST_LOST, ExitInfo, LaunchSpec, attempt_key
-from openbatch.supervisor.client import SupervisorExecutor
+from openbatch.store.sql import SqlStore
+from openbatch.supervisor.client import OutcomeTarget, SupervisorExecutor
+from openbatch.supervisor.outcomes import RecordedOutcomes
 
 T = TypeVar("T")
 
@@ -143,3 +145,52 @@ def test_a_fenced_supervisor_kills_its_attempts_once_no_server_is_connected(tmp_
     assert fenced is not None and fenced.reason == HOST_LOST and fenced.exit_code == 128 + signal.SIGKILL
     assert unfenced is not None and unfenced.exit_code == 0
     assert finished.read_text().splitlines() == ["unfenced"]
+
+
+def test_outcomes_no_server_acknowledged_are_written_to_the_shared_store_once_it_is_gone(tmp_path: Path) -> None:
+    """Told where the shared store is, a supervisor whose server has gone writes there how each attempt
+    ended that no server acknowledged: one told to the server that never acknowledged it, and one that
+    ended after it left; not one the server acknowledged. A server that connects later is told of them
+    as always."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'shared.db'}")
+    store.migrate()
+    target = OutcomeTarget(store.url, "openbatch-a", keep_seconds=30)
+    release = tmp_path / "release"
+
+    async def main() -> dict[str, ExitInfo | None]:
+        server = SupervisorExecutor(
+            tmp_path / "supervisor", tmp_path / "logs", kill_grace_seconds=1, linger_seconds=1, outcomes=target
+        )
+        await server.start()
+        loop = asyncio.get_running_loop()
+        ended: dict[str, asyncio.Future[ExitInfo]] = {}
+        for name, script in (
+            ("acknowledged", "true"),
+            ("told", "exit 3"),
+            ("later", f"until [ -e {release} ]; do sleep 0.05; done"),
+        ):
+            ended[name] = loop.create_future()
+            server.launch(spec(tmp_path, name, script), ended[name].set_result)
+        await asyncio.wait_for(asyncio.gather(ended["acknowledged"], ended["told"]), 10)
+        server.forget([attempt_key("acknowledged", 1)])
+        await server.aclose()
+        release.touch()
+        deadline = time.monotonic() + 10
+        while len(RecordedOutcomes(store).read()) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        again = SupervisorExecutor(tmp_path / "supervisor", tmp_path / "logs", linger_seconds=1)
+        await again.start()
+        known = dict(again.known_attempts())
+        again.forget(list(known))
+        await again.aclose()
+        return {key: attempt.exit for key, attempt in known.items()}
+
+    known = run(main())
+    outcomes = {outcome.key: outcome for outcome in RecordedOutcomes(store).read()}
+    store.close()
+    assert sorted(outcomes) == ["later#1", "told#1"]
+    assert (outcomes["told#1"].exit_code, outcomes["later#1"].exit_code) == (3, 0)
+    for outcome in outcomes.values():
+        assert outcome.host == "openbatch-a" and outcome.started
+        assert outcome.started_at is not None and outcome.started_at <= outcome.stopped_at
+    assert {key: info.exit_code if info else None for key, info in known.items()} == {"later#1": 0, "told#1": 3}

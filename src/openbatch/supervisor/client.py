@@ -30,6 +30,17 @@ _LOST = "CannotStartContainerError: the supervisor stopped before starting this 
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeTarget:
+    """Where the supervisor writes the outcomes of attempts that end while no server is connected."""
+
+    database_url: str
+    host: str
+    """This server instance, as its attempts record it (``Attempt.host``)."""
+    keep_seconds: float
+    """How long after the server left that is still of use to the next leader."""
+
+
+@dataclass(frozen=True, slots=True)
 class KnownAttempt:
     """An attempt the supervisor holds: still running (``exit`` is None) or ended, not yet acknowledged."""
 
@@ -65,10 +76,15 @@ class SupervisorExecutor:
         run_as: tuple[int, int] | None = None,
         sandbox_hidden: tuple[Path, ...] = (),
         fence_seconds: float | None = None,
+        outcomes: OutcomeTarget | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.fence_seconds = fence_seconds
         """Several servers share the store: the supervisor kills its attempts after this long without one."""
+        self.outcomes = outcomes
+        """Several servers share the store: outcomes that reach no server go there, for the next leader.
+        Sent over the (private) socket, never in the supervisor's arguments or environment, which
+        other users or its jobs could read."""
         self.sandbox_hidden = sandbox_hidden
         self.logs_dir = logs_dir
         self.kill_grace_seconds = kill_grace_seconds
@@ -119,6 +135,15 @@ class SupervisorExecutor:
         if self.fence_seconds is not None:
             # First on the connection, before any launch: no attempt runs unfenced.
             self._writer.write(p.encode({"op": "fence", "seconds": self.fence_seconds}))
+        if self.outcomes is not None:
+            target = self.outcomes
+            message = {
+                "op": "outcomes",
+                "databaseUrl": target.database_url,
+                "host": target.host,
+                "keepSeconds": target.keep_seconds,
+            }
+            self._writer.write(p.encode(message))
         self._known = {}
         for item in state["attempts"]:
             info = p.exit_from_json(item["exit"]) if item.get("exit") is not None else None

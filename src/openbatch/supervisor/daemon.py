@@ -4,7 +4,9 @@ One per host and state directory (an exclusive ``flock`` on ``STATE_DIR/lock``).
 attempts with the local executor (a child subreaper: descendants stay inside the attempt),
 so their output goes to the log store and their exit status to a durable record even while
 no server is connected. It exits on its own once no attempt runs and no server has been
-connected for ``linger_seconds``.
+connected for ``linger_seconds``. When several servers share a PostgreSQL database, the server
+also tells it where that database is: an attempt that ends while no server is connected has its
+outcome written there for the next leader (``outcomes.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openbatch.executors.base import HOST_LOST, ExitInfo, Handle
 from openbatch.executors.local import LocalExecutor, Sandbox
@@ -26,6 +28,9 @@ from openbatch.logs.store import LogStore
 from openbatch.supervisor import protocol as p
 from openbatch.supervisor.mounts import own_mount_namespace
 from openbatch.supervisor.records import AttemptRecord, AttemptRecords
+
+if TYPE_CHECKING:
+    from openbatch.supervisor.outcomes import AttemptOutcome, OutcomeWriter
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +66,18 @@ class Supervisor:
         """Set by a server that shares its store with others: kill the attempts once no server has
         been connected for this long, before another server declares them lost."""
         self._alone_since = self._idle_since
+        self.started_at: dict[str, int] = {}
+        """When each attempt started (epoch ms), for the outcome a next leader applies."""
+        self.outcome_writer: OutcomeWriter | None = None
+        """Set by a server that shares a PostgreSQL database with others: where outcomes go while alone."""
+        self.outcomes_keep_seconds = 0.0
+        """How long after the last server left writing outcomes is still worth it (the next leader
+        declares the attempts lost after that)."""
+        self.published: set[str] = set()
+        """Ended attempts whose outcome is in the database since the last server left."""
+        self._publishing: asyncio.Task[None] | None = None
+        self._publish_after = 0.0
+        self._connection = 0
 
     # --- start-up -------------------------------------------------------------------
 
@@ -68,6 +85,8 @@ class Supervisor:
         """Attempts of a previous supervisor: their outcome is known, or they were lost with it."""
         for record in self.records.load():
             self.specs[record.key] = record.spec
+            if record.started_at is not None:
+                self.started_at[record.key] = record.started_at
             if record.exit is None:
                 _kill_lost(record)
                 info = ExitInfo(exit_code=None, reason=HOST_LOST, started=True)
@@ -83,6 +102,7 @@ class Supervisor:
         async with server:
             while not self.stopping and not self._idle_long_enough():
                 self._fence()
+                self._publish()
                 await asyncio.sleep(0.1)
         # Stopped (SIGTERM): the host goes away, and its attempts with it.
         await self.executor.aclose()
@@ -98,9 +118,81 @@ class Supervisor:
         for handle in self.handles.values():
             self.executor.kill(handle, 0, HOST_LOST)
 
+    def _publish(self) -> None:
+        """Alone: write the outcomes no server has acknowledged (``forget``) to the shared database.
+
+        Every one of them, not only those that end from now on: an exit told to the server that just
+        died may never have been committed. Written at most once per absence; a server that connects
+        later is told of them in ``state`` as always, and the leader drops rows it has no use for."""
+        writer = self.outcome_writer
+        if writer is None or self.client is not None or self._publishing is not None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now < self._publish_after:
+            return
+        pending = self._unpublished(now)
+        if pending:
+            outcomes = [self._outcome(key, writer.host) for key in pending]
+            self._publishing = loop.create_task(self._write_outcomes(writer, outcomes, self._connection))
+
+    def _unpublished(self, now: float) -> list[str]:
+        """Outcomes still to write: none once writing them is no use (or no server asked for it)."""
+        if self.outcome_writer is None or self.client is not None:
+            return []
+        if now - self._alone_since > self.outcomes_keep_seconds:
+            return []
+        return [key for key in self.exits if key not in self.published]
+
+    def _outcome(self, key: str, host: str) -> AttemptOutcome:
+        from openbatch.supervisor.outcomes import AttemptOutcome
+
+        spec, status = self.specs[key], self.exits[key]
+        code = status.get("exitCode")
+        ended = status.get("endedAt")
+        return AttemptOutcome(
+            job_id=str(spec["jobId"]),
+            attempt=int(spec["attempt"]),
+            host=host,
+            exit_code=None if code is None else int(code),
+            reason=status.get("reason"),
+            started=bool(status.get("started", True)),
+            started_at=self.started_at.get(key),
+            stopped_at=int(ended) if ended is not None else _now_ms(),
+        )
+
+    async def _write_outcomes(self, writer: OutcomeWriter, outcomes: list[AttemptOutcome], connection: int) -> None:
+        try:
+            await asyncio.to_thread(writer.write, outcomes)
+        except Exception as exc:
+            logger.warning(
+                "could not record %d attempt outcomes in the database (%s); trying again", len(outcomes), exc
+            )
+            self._publish_after = asyncio.get_running_loop().time() + 1.0
+        else:
+            logger.info("recorded %d attempt outcomes for the next server", len(outcomes))
+            if connection == self._connection:  # no server came meanwhile (it starts a new round)
+                self.published.update(outcome.key for outcome in outcomes)
+        finally:
+            self._publishing = None
+
+    def _set_outcomes(self, message: dict[str, Any] | None) -> None:
+        url = None if message is None else str(message["databaseUrl"])
+        writer = self.outcome_writer
+        if writer is not None and (url is None or writer.database_url != url):
+            writer.close()
+            self.outcome_writer = writer = None
+        if message is None or url is None:
+            return
+        if writer is None:
+            from openbatch.supervisor.outcomes import OutcomeWriter  # only a server on PostgreSQL asks for it
+
+            self.outcome_writer = OutcomeWriter(url, str(message["host"]))
+        self.outcomes_keep_seconds = float(message["keepSeconds"])
+
     def _idle_long_enough(self) -> bool:
         now = asyncio.get_running_loop().time()
-        if self.client is not None or self.handles:
+        if self.client is not None or self.handles or self._publishing is not None or self._unpublished(now):
             self._idle_since = now
             return False
         return now - self._idle_since >= self.linger_seconds
@@ -113,6 +205,9 @@ class Supervisor:
             self.client.close()
         self.client = writer
         self.fence_seconds = None  # until this server asks for it (``fence``)
+        self._set_outcomes(None)  # likewise (``outcomes``)
+        self._connection += 1
+        self.published = set()  # a leader may have removed them: written again if this server goes too
         attempts = [
             {"key": key, "spec": spec, "running": key in self.handles, "exit": self.exits.get(key)}
             for key, spec in self.specs.items()
@@ -151,6 +246,8 @@ class Supervisor:
         elif op == "fence":
             seconds = message.get("seconds")
             self.fence_seconds = None if seconds is None else float(seconds)
+        elif op == "outcomes":
+            self._set_outcomes(message)
         else:
             logger.warning("unknown supervisor request %r", op)
 
@@ -169,7 +266,8 @@ class Supervisor:
         if key in self.exits:
             return  # could not start: reported already
         self.handles[key] = handle
-        self.records.note_pid(key, handle.pid)
+        started_at = self.started_at[key] = _now_ms()
+        self.records.note_pid(key, handle.pid, started_at)
         self._send({"op": "started", "key": key, "pid": handle.pid})
 
     def _exited(self, key: str, info: ExitInfo) -> None:
@@ -186,6 +284,8 @@ class Supervisor:
             return  # still running: the server must not forget what it has not seen end
         self.specs.pop(key, None)
         self.exits.pop(key, None)
+        self.started_at.pop(key, None)
+        self.published.discard(key)
         self.records.forget(key)
 
 

@@ -1,7 +1,9 @@
 """What the server and the supervisor say to each other: one JSON object per line on a Unix socket.
 
 server → supervisor: ``launch`` {key, spec}, ``kill`` {key, grace, reason}, ``forget`` {keys},
-``fence`` {seconds} (kill every attempt once no server has been connected for that long).
+``fence`` {seconds} (kill every attempt once no server has been connected for that long),
+``outcomes`` {databaseUrl, host, keepSeconds} (while no server is connected, for up to keepSeconds,
+write the outcomes not yet acknowledged to that database for the next leader: ``outcomes.py``).
 supervisor → server: ``state`` {attempts: [{key, spec, pid, exit}]} once per connection, then
 ``started`` {key, pid}, ``refused`` {key} (that attempt was launched already) and ``exit`` {key, exit}.
 An exit is reported until the server says ``forget``: after a reconnect it comes again in ``state``.

@@ -24,6 +24,7 @@ class AttemptRecord:
     spec: dict[str, Any]
     pid: int | None
     exit: dict[str, Any] | None
+    started_at: int | None = None
 
 
 def _file_name(key: str) -> str:
@@ -47,9 +48,9 @@ class AttemptRecords:
             out.write(json.dumps({"key": key, "spec": spec}) + "\n")
         return True
 
-    def note_pid(self, key: str, pid: int) -> None:
+    def note_pid(self, key: str, pid: int, started_at: int | None = None) -> None:
         with open(self.directory / f"{_file_name(key)}.launched", "a") as out:
-            out.write(json.dumps({"pid": pid}) + "\n")
+            out.write(json.dumps({"pid": pid, "startedAt": started_at}) + "\n")
 
     def finish(self, key: str, exit_status: dict[str, Any]) -> None:
         path = self.directory / f"{_file_name(key)}.exit"
@@ -74,7 +75,8 @@ class AttemptRecords:
                 continue
             if not lines or "key" not in lines[0]:
                 continue
-            pid = next((line["pid"] for line in lines[1:] if "pid" in line), None)
+            noted: dict[str, Any] = next((line for line in lines[1:] if "pid" in line), {})
+            pid = noted.get("pid")
             exit_status: dict[str, Any] | None = None
             exit_path = path.with_suffix(".exit")
             if exit_path.exists():
@@ -82,5 +84,5 @@ class AttemptRecords:
                     exit_status = json.loads(exit_path.read_text())
                 except (OSError, ValueError):
                     exit_status = None
-            records.append(AttemptRecord(lines[0]["key"], lines[0]["spec"], pid, exit_status))
+            records.append(AttemptRecord(lines[0]["key"], lines[0]["spec"], pid, exit_status, noted.get("startedAt")))
         return records
