@@ -30,7 +30,8 @@ from openbatch.service.consumable_resources import ConsumableUsage, NoUsage
 from openbatch.service.context import Caller, ServiceContext
 from openbatch.service.jobs import JobService
 from openbatch.store.sql import SqlStore
-from openbatch.supervisor.client import SupervisorExecutor
+from openbatch.supervisor.client import OutcomeTarget, SupervisorExecutor
+from openbatch.supervisor.outcomes import RecordedOutcomes
 from openbatch.workflows.capability import Workflows
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ class Runtime:
             sandbox_hidden=sandbox.hidden if sandbox is not None else (),
             # Another server may take over this one's attempts: they must not outlive it for long.
             fence_seconds=self.settings.lost_host_seconds / 4 if self.settings.clustered else None,
+            # And the outcome of one that ends while this server is gone must reach the next leader.
+            outcomes=self._outcome_target(),
         )
         await executor.start()
         self._log_isolation(sandboxed=sandbox is not None)
@@ -132,6 +135,7 @@ class Runtime:
         if self.settings.clustered:
             engine.host = instance_name(self.settings.data_dir)
             engine.lost_host_seconds = self.settings.lost_host_seconds
+            engine.recorded_outcomes = RecordedOutcomes(self.store)
         self._jobs = JobService(self.ctx, engine)
         usage.live_jobs = engine.jobs
         engine.add_status_listener(usage.on_status_changes)
@@ -154,6 +158,22 @@ class Runtime:
             is_live=engine.jobs.__contains__,
         )
         self._janitor.start()
+
+    def _outcome_target(self) -> OutcomeTarget | None:
+        if not self.settings.clustered:
+            return None
+        return OutcomeTarget(
+            self.settings.resolved_database_url,
+            instance_name(self.settings.data_dir),
+            # The next leader declares the attempts lost this long after taking over, which may come
+            # some time after this server's end: twice that covers it.
+            keep_seconds=2 * self.settings.lost_host_seconds,
+        )
+
+    def attempt_outcomes_recorded(self) -> None:
+        """A supervisor recorded attempt outcomes in the database: applied here if this server leads."""
+        if self._jobs is not None:
+            self._jobs.engine.outcomes_recorded()
 
     async def stop(self) -> None:
         if self._janitor is not None:

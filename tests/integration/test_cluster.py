@@ -11,7 +11,9 @@ last act); a restarted old leader follows; no job process is left behind.
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -257,3 +259,70 @@ def test_a_follower_forwards_signed_calls_unchanged(tmp_path: Path, postgres_url
     finally:
         for server in servers:
             server.stop()
+
+
+def test_attempts_ending_while_no_server_is_connected_keep_their_own_outcome(tmp_path: Path, postgres_url: str) -> None:
+    """The leader's jobs end after it is SIGKILLed, before its supervisor fences them: the next leader
+    applies how they really ended (their supervisor wrote it to the database) instead of declaring them
+    lost, so a job that succeeded there is not run again and a real failure stays a real failure. One of
+    them ends while the leader is frozen, its exit told to a server that never commits it."""
+    # Long enough that the jobs below end well before their supervisor's fence (a quarter of this).
+    options = ("--kill-grace-seconds", "1", "--lost-host-seconds", "20")
+    env = {"OPENBATCH_GPUS": ""}
+    first = ServerProcess(tmp_path / "a", database_url=postgres_url, extra_args=options, env=env).start()
+    second: ServerProcess | None = None
+    runs = tmp_path / "runs"
+    runs.touch()
+    try:
+        wait_for(lambda: _cluster(first)["role"] == "leader", timeout=60)
+        second = ServerProcess(tmp_path / "b", database_url=postgres_url, extra_args=options, env=env).start()
+        wait_for(lambda: _cluster(second)["leader"] == first.url, timeout=30)
+        batch = second.batch()
+        queue = make_queue(batch)
+
+        def submit(name: str, then: str = "", **kwargs: Any) -> str:
+            # Each job waits for the test to let it end, so that it ends exactly when the test means it to.
+            release = tmp_path / name
+            script = f'while [ ! -e {release} ]; do sleep 0.05; done; echo "$AWS_BATCH_JOB_ID" >> {runs}{then}'
+            definition = shell_definition(batch, script, **kwargs)
+            job_id: str = batch.submit_job(jobName=name, jobQueue=queue, jobDefinition=definition)["jobId"]
+            return job_id
+
+        # A retry strategy: a job declared lost would run again.
+        succeeds = submit("succeeds", retryStrategy={"attempts": 2})
+        fails = submit("fails", "; exit 3")
+        told = submit("told", retryStrategy={"attempts": 2})
+        for job_id in (succeeds, fails, told):
+            wait_for_status(batch, job_id, ["RUNNING"])
+
+        assert first.process is not None
+        os.kill(first.process.pid, signal.SIGSTOP)
+        (tmp_path / "told").touch()
+        # Its supervisor has recorded the exit and told the (frozen) server, which never commits it.
+        wait_for(lambda: (tmp_path / "a" / "supervisor" / "attempts" / f"{told}#1.exit").exists())
+        first.crash()
+        (tmp_path / "succeeds").touch()
+        (tmp_path / "fails").touch()
+
+        wait_for(lambda: _cluster(second)["role"] == "leader", timeout=60)
+        # Longer than lost_host_seconds: a job wrongly declared lost would show it by the end of this.
+        jobs = {
+            job_id: wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=60)
+            for job_id in (succeeds, fails, told)
+        }
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+    for job_id in (succeeds, told):
+        job = jobs[job_id]
+        assert job["status"] == "SUCCEEDED", job.get("statusReason")
+        assert [(a["container"].get("exitCode"), a["statusReason"]) for a in job["attempts"]] == [
+            (0, "Essential container in task exited")
+        ]
+    failed = jobs[fails]
+    assert failed["status"] == "FAILED"
+    assert failed["statusReason"] == "Essential container in task exited"
+    assert [a["container"].get("exitCode") for a in failed["attempts"]] == [3]
+    assert sorted(runs.read_text().split()) == sorted([succeeds, fails, told])  # each ran once

@@ -1,7 +1,8 @@
 """Several servers on one PostgreSQL database: one leads (runs the scheduler), the others forward to it.
 
 ``leadership.py`` elects the leader and hands over when it dies; ``forwarding.py`` lets any server
-answer any call; ``scheduler/lost_hosts.py`` ends the attempts a dead leader's host ran, once its
+answer any call; ``scheduler/lost_hosts.py`` ends the attempts a dead leader's host ran: as they
+ended, when their supervisor recorded that (``supervisor/outcomes.py``), else as lost once that
 supervisor has killed them. ``install`` wires it into a server.
 """
 
@@ -31,6 +32,7 @@ def leadership_for(runtime: Runtime) -> Leadership:
         url=settings.advertised_url,
         lost_host_seconds=settings.lost_host_seconds,
         lead=runtime.start,
+        outcomes_recorded=runtime.attempt_outcomes_recorded,
     )
 
 

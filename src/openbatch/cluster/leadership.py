@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from openbatch.cluster.tables import cluster_leader
 from openbatch.store.sql import SqlStore
+from openbatch.supervisor.outcomes import CHANNEL as OUTCOMES_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +71,15 @@ class Leadership:
         url: str,
         lost_host_seconds: float,
         lead: Callable[[], Awaitable[None]],
+        outcomes_recorded: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.instance = instance
         self.url = url.rstrip("/")
         self.lost_host_seconds = lost_host_seconds
         self._lead = lead
+        self._outcomes_recorded = outcomes_recorded
+        """Called on the loop when a supervisor has recorded attempt outcomes (``supervisor/outcomes.py``)."""
         self.role = "follower"
         """``leader`` once this server's runtime has started and it has announced itself."""
         self.leader_url: str | None = None
@@ -152,17 +156,23 @@ class Leadership:
             return
 
     def _listen(self) -> None:
-        """Follow the announcements: the row once (at start, or after a reconnect), then each NOTIFY."""
+        """Follow the announcements: the row once (at start, or after a reconnect), then each NOTIFY.
+        Recorded attempt outcomes likewise: once after (re)connecting, then on each NOTIFY."""
         while not self._stopping.is_set():
             try:
                 with self.store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                     conn.exec_driver_sql(f"LISTEN {CHANNEL}")
+                    conn.exec_driver_sql(f"LISTEN {OUTCOMES_CHANNEL}")
                     row = conn.execute(select(cluster_leader.c.url).where(cluster_leader.c.id == 1)).first()
                     self._heard(row.url if row is not None else None)
+                    self._outcomes_heard()
                     raw: Any = conn.connection.driver_connection
                     while not self._stopping.is_set():
                         for note in raw.notifies(timeout=1.0):
-                            self._heard(note.payload)
+                            if note.channel == OUTCOMES_CHANNEL:
+                                self._outcomes_heard()
+                            else:
+                                self._heard(note.payload)
             except Exception as exc:
                 if self._stopping.is_set():
                     return
@@ -172,6 +182,10 @@ class Leadership:
     def _heard(self, url: str | None) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._set_leader, url)
+
+    def _outcomes_heard(self) -> None:
+        if self._loop is not None and self._outcomes_recorded is not None:
+            self._loop.call_soon_threadsafe(self._outcomes_recorded)
 
     def _confirm(self, holder: int) -> None:
         """From a connection of its own, off the event loop: is the session holding the lock alive?"""

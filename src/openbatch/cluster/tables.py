@@ -1,4 +1,8 @@
-"""The cluster's one table (created by migration ``cluster1``)."""
+"""The cluster's leader table (created by migration ``cluster1``).
+
+``attempt_outcomes`` (migration ``cluster2``) is defined in ``supervisor/outcomes.py``, where the
+supervisor, which writes it, can import it without this package.
+"""
 
 from __future__ import annotations
 

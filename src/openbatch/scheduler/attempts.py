@@ -130,12 +130,18 @@ class AttemptsMixin(EngineCore):
         if ended is None:
             return
         job, running, info, now, status_reason = ended
+        self._conclude(job, info, now, status_reason, running.stop_reason, timed_out=running.timed_out)
+
+    def _conclude(
+        self, job: Job, info: ExitInfo, now: int, status_reason: str, stop_reason: str | None, *, timed_out: bool
+    ) -> None:
+        """What follows an attempt's end: success, a retry under the job's strategy, or failure."""
         self._release_share(job)
         attempt = t.finish_attempt(job, now, info.exit_code, info.reason, status_reason)
-        if running.stop_reason is not None:
-            reason = running.stop_reason
+        if stop_reason is not None:
+            reason = stop_reason
             self._finish(job, lambda j: t.terminate(j, now, reason))
-        elif running.timed_out:
+        elif timed_out:
             self._finish(job, lambda j: t.fail(j, now, t.TIMEOUT_REASON))
         elif info.exit_code == 0 and info.started:
             self._finish(job, lambda j: t.succeed(j, now))
@@ -168,19 +174,11 @@ class AttemptsMixin(EngineCore):
         if info.ended_at is not None:
             # Ended while no server was connected: the real end, never before the recorded start.
             now = max(min(info.ended_at, now), job.started_at or 0)
-        if running.stop_reason is not None:
-            status_reason = running.stop_reason
-        elif not info.started:
-            status_reason = TASK_FAILED_TO_START
-        elif self._stopping and running.stop_reason is None and not running.timed_out:
+        if self._stopping and running.stop_reason is None and info.started and not running.timed_out:
             status_reason = HOST_TERMINATED
             info = ExitInfo(exit_code=info.exit_code, reason=SERVER_STOPPED, started=True)
-        elif info.reason == HOST_LOST:
-            status_reason = HOST_TERMINATED if info.lost_host is None else host_terminated(info.lost_host)
-        elif running.timed_out:
-            status_reason = t.TIMEOUT_REASON
         else:
-            status_reason = t.ESSENTIAL_CONTAINER_EXITED
+            status_reason = _status_reason(info, running.stop_reason, running.timed_out)
         return job, running, info, now, status_reason
 
     def cancel(self, job: Job, reason: str) -> None:
@@ -227,3 +225,16 @@ class AttemptsMixin(EngineCore):
             child = self.jobs.get(f"{parent.id}:{index}")
             if child is not None and child.status not in TERMINAL:
                 action(child)
+
+
+def _status_reason(info: ExitInfo, stop_reason: str | None, timed_out: bool) -> str:
+    """The ended attempt's statusReason."""
+    if stop_reason is not None:
+        return stop_reason
+    if not info.started:
+        return TASK_FAILED_TO_START
+    if info.reason == HOST_LOST:
+        return HOST_TERMINATED if info.lost_host is None else host_terminated(info.lost_host)
+    if timed_out:
+        return t.TIMEOUT_REASON
+    return t.ESSENTIAL_CONTAINER_EXITED

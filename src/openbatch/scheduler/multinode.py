@@ -415,6 +415,13 @@ class MultiNodeMixin(DispatchMixin, RecoveryMixin):
         # A node lost with another server's host: its gang decides, as for any node's end.
         self._node_ended(job, now, ExitInfo(exit_code=None, reason=LOST_REASON), status_reason)
 
+    def _ended_elsewhere(self, job: Job, info: ExitInfo, now: int, status_reason: str, stop_reason: str | None) -> None:
+        if not job.is_node:
+            super()._ended_elsewhere(job, info, now, status_reason, stop_reason)
+            return
+        # A node's recorded end on another server's host: its gang decides, as for any node's end.
+        self._node_ended(job, now, info, status_reason)
+
     def recover(self) -> None:
         """Then, per multi-node job still running: its clock, its main node's end if that came first."""
         super().recover()
