@@ -534,9 +534,11 @@ def test_queued_children_come_back_as_ranges(store: Store) -> None:
     store.insert_jobs([parent, other, *children, *other_children, top, node])
 
     expected = {(parent.id, 0, 7), (parent.id, 8, 12), (parent.id, 14, 20), (other.id, 0, 5)}
-    ranges = store.queued_child_ranges()
+    ranges = store.queued_child_ranges([other.id, parent.id, top.id])
     assert set(ranges) == expected and len(ranges) == 4
     assert ranges == sorted(ranges)
+    assert store.queued_child_ranges([parent.id]) == sorted(r for r in expected if r[0] == parent.id)
+    assert store.count_children(parent.id) == {"RUNNABLE": 17, "RUNNING": 1, "FAILED": 2}
 
     without = {r.id for r in store.load_unfinished_jobs(except_queued_children=True)}
     assert without == {parent.id, other.id, f"{parent.id}:{running_child}", top.id, node.id}

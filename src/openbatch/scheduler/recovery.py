@@ -35,7 +35,8 @@ class RecoveryMixin(LostHostsMixin, DependencyMixin):
         # Queued array children are not read one by one: they come back as index ranges (see
         # ``queues.ChildRun``), so a million of them cost a few ranges, not a million objects.
         records = self.store.load_unfinished_jobs(except_queued_children=True)
-        ranges = self.store.queued_child_ranges()
+        arrays = [r.id for r in records if r.parent_id is None and (r.spec or {}).get("array_size") is not None]
+        ranges = self.store.queued_child_ranges(arrays)
         known = dict(self.executor.known_attempts())
         if not records and not ranges:
             self.executor.forget(list(known))

@@ -192,9 +192,9 @@ class Store(Protocol):
         not the RUNNABLE array children (``queued_child_ranges`` gives those)."""
         ...
 
-    def queued_child_ranges(self) -> list[tuple[str, int, int]]:
-        """RUNNABLE array children as ``(parent id, first index, stop index)`` ranges of consecutive
-        indices, ordered by parent and first index."""
+    def queued_child_ranges(self, parent_ids: Sequence[str]) -> list[tuple[str, int, int]]:
+        """The RUNNABLE children of these array parents as ``(parent id, first index, stop index)``
+        ranges of consecutive indices, ordered by parent and first index."""
         ...
 
     def count_jobs(self) -> int: ...

@@ -25,9 +25,11 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -46,6 +48,7 @@ from openbatch.store.base import (
 from openbatch.store.tables import job_definitions, jobs, outbox, resources
 
 _UNFINISHED = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING")
+_STATUSES = (*_UNFINISHED, "SUCCEEDED", "FAILED")
 _json_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -398,37 +401,49 @@ class SqlStore:
                 found.extend(_job(row._mapping) for row in rows)
             return found
 
-    def queued_child_ranges(self) -> list[tuple[str, int, int]]:
-        # Gaps and islands: consecutive indices share (index - row number), so each island is one
-        # contiguous range; the whole scan runs inside the database, over the index alone.
-        numbered = (
-            select(
-                jobs.c.parent_id,
-                jobs.c.array_index,
-                (
-                    jobs.c.array_index
-                    - func.row_number().over(partition_by=jobs.c.parent_id, order_by=jobs.c.array_index)
-                ).label("island"),
-            )
-            .where(jobs.c.status == "RUNNABLE", jobs.c.parent_id.is_not(None), jobs.c.array_index.is_not(None))
-            .subquery()
-        )
-        stmt = (
-            select(numbered.c.parent_id, func.min(numbered.c.array_index), func.max(numbered.c.array_index))
-            .group_by(numbered.c.parent_id, numbered.c.island)
-            .order_by(numbered.c.parent_id, func.min(numbered.c.array_index))
-        )
+    def queued_child_ranges(self, parent_ids: Sequence[str]) -> list[tuple[str, int, int]]:
+        ranges: list[tuple[str, int, int]] = []
+        queued = and_(jobs.c.status == "RUNNABLE", jobs.c.array_index.is_not(None))
         with self._begin() as conn:
-            return [(str(parent), int(first), int(last) + 1) for parent, first, last in conn.execute(stmt)]
+            for parent_id in sorted(parent_ids):
+                # Count and bounds walk (status, parent_id, array_index) alone; the indices themselves
+                # are read only when some are missing (a child started, failed or was cancelled).
+                where = and_(queued, jobs.c.parent_id == parent_id)
+                stmt = select(func.count(), func.min(jobs.c.array_index), func.max(jobs.c.array_index)).where(where)
+                count, first, last = conn.execute(stmt).one()
+                if not count:
+                    continue
+                if last - first + 1 == count:
+                    ranges.append((parent_id, int(first), int(last) + 1))
+                    continue
+                rows = conn.execute(select(jobs.c.array_index).where(where).order_by(jobs.c.array_index))
+                start = stop = -1
+                for (index,) in rows:
+                    if index != stop:
+                        if stop > start:
+                            ranges.append((parent_id, start, stop))
+                        start = index
+                    stop = index + 1
+                ranges.append((parent_id, start, stop))
+        return ranges
 
     def count_jobs(self) -> int:
         with self._begin() as conn:
             return int(conn.execute(select(func.count()).select_from(jobs)).scalar_one())
 
     def count_children(self, parent_id: str) -> dict[str, int]:
-        stmt = select(jobs.c.status, func.count()).where(jobs.c.parent_id == parent_id).group_by(jobs.c.status)
+        # One count per state, each over (status, parent_id, array_index) alone: a million children
+        # are counted from the index, never by visiting their rows.
+        stmt = union_all(
+            *(
+                select(literal(status).label("status"), func.count().label("n"))
+                .select_from(jobs)
+                .where(jobs.c.status == status, jobs.c.parent_id == parent_id)
+                for status in _STATUSES
+            )
+        )
         with self._begin() as conn:
-            return {status: int(n) for status, n in conn.execute(stmt)}
+            return {status: int(n) for status, n in conn.execute(stmt) if n}
 
     def _lock_for_write(self, conn: Connection) -> None:
         # Serialise seq and revision allocation between servers sharing one
