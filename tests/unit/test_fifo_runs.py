@@ -62,7 +62,7 @@ def test_a_child_removed_from_the_middle_splits_its_run() -> None:
     queue.discard(rows.child(0))
     assert not queue.holds(PARENT, 4) and queue.holds(PARENT, 5)
     assert len(queue) == 8
-    assert list(queue.positions(100)) == [f"p:{i}" for i in (1, 2, 3, 5, 6, 7, 8, 9)]
+    assert list(queue.positions(100).as_dict()) == [f"p:{i}" for i in (1, 2, 3, 5, 6, 7, 8, 9)]
     assert drain(queue) == [f"p:{i}" for i in (1, 2, 3, 5, 6, 7, 8, 9)]
 
 
@@ -89,8 +89,10 @@ def test_iteration_and_positions_walk_runs_without_changing_them() -> None:
     rows = Rows()
     first = make_job().id("first").status(JobStatus.RUNNABLE).build()
     queue = queue_with(rows, first, *(rows.child(i) for i in range(300)))
-    positions = queue.positions(5)
+    positions = queue.positions(5).as_dict()
     assert positions == {"first": 0, "p:0": 1, "p:1": 2, "p:2": 3, "p:3": 4}
+    lazy = queue.positions(1000)
+    assert lazy.get("p:2", -1) == 3 and lazy.get("p:999", -1) == -1 and lazy.get("first", -1) == 0
     assert [j.id for j in list(queue)[:3]] == ["first", "p:0", "p:1"]
     assert len(queue) == 301
 

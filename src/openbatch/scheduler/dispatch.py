@@ -14,7 +14,7 @@ from openbatch.domain.states import TERMINAL
 from openbatch.scheduler.capacity import Refusal
 from openbatch.scheduler.core import EngineCore, S
 from openbatch.scheduler.fairshare import FairshareQueue
-from openbatch.scheduler.queues import FifoQueue, RunnableQueue
+from openbatch.scheduler.queues import FifoQueue, Positions, RunnableQueue
 
 _POSITION_LIMIT = 10_000
 """Queue positions are counted this far; a job further back is reported as behind 10,000+."""
@@ -144,14 +144,14 @@ class DispatchMixin(EngineCore):
     def waiting_reasons(self) -> Callable[[Job], str | None]:
         """A reason lookup for one request: FIFO positions are counted once per queue, not once per job,
         so listing 1,000 RUNNABLE jobs of a 10,000-job queue walks the queue once."""
-        positions: dict[str, dict[str, int]] = {}
+        positions: dict[str, Positions] = {}
 
         def reason(job: Job) -> str | None:
             return self._waiting_reason(job, positions)
 
         return reason
 
-    def _waiting_reason(self, job: Job, positions: dict[str, dict[str, int]]) -> str | None:
+    def _waiting_reason(self, job: Job, positions: dict[str, Positions]) -> str | None:
         """A current, specific reason for a RUNNABLE job (the head's is set by dispatch) or a PENDING one."""
         if job.status is S.PENDING and not job.is_array_parent:
             return self._dependencies_reason(self.jobs.get(job.id, job))

@@ -39,6 +39,7 @@ from openbatch.scheduler.capacity import Capacity, Refusal
 from openbatch.scheduler.core import HOST_TERMINATED, SERVER_STOPPED, RunningAttempt, S, _remove_empty_dir
 from openbatch.scheduler.dispatch import DispatchMixin
 from openbatch.scheduler.lost_hosts import LOST_REASON
+from openbatch.scheduler.queues import Positions
 from openbatch.scheduler.recovery import RecoveryMixin, _kill_orphan
 from openbatch.store.job_codec import from_record
 
@@ -150,7 +151,7 @@ class MultiNodeMixin(DispatchMixin, RecoveryMixin):
             return False  # decided by its main node, never by counting nodes
         return super()._array_done(parent)
 
-    def _waiting_reason(self, job: Job, positions: dict[str, dict[str, int]]) -> str | None:
+    def _waiting_reason(self, job: Job, positions: dict[str, Positions]) -> str | None:
         if job.is_node and job.status is S.PENDING and job.parent_id is not None:
             parent = self.jobs.get(job.parent_id)
             if parent is not None and parent.status not in TERMINAL:

@@ -266,17 +266,9 @@ class FifoQueue:
         self._size -= 1
         return job
 
-    def positions(self, limit: int) -> dict[str, int]:
-        """Job id → how many jobs would be dispatched before it, for the first ``limit`` jobs."""
-        return dict(zip(self._ids(), range(limit), strict=False))
-
-    def _ids(self) -> Iterator[str]:
-        for key, entry in self._entries.items():
-            if isinstance(entry, Job):
-                yield key
-            else:
-                for index in entry.indices():
-                    yield f"{entry.parent_id}:{index}"
+    def positions(self, limit: int) -> Positions:
+        """How many jobs would be dispatched before a job, for the first ``limit`` jobs."""
+        return Positions(self, limit)
 
     def __len__(self) -> int:
         return self._size
@@ -292,3 +284,62 @@ class FifoQueue:
             indices = iter(list(entry.indices()))
             while batch := list(itertools.islice(indices, _PREFETCH)):
                 yield from self._materialise(entry.parent_id, batch)
+
+
+class Positions:
+    """Positions in a FIFO queue, found by walking it only as far as the jobs asked about, and a run
+    of children at a time: a page of the first hundred jobs never walks the ten thousand behind them,
+    and a job behind a million queued children steps over them in a few ranges."""
+
+    def __init__(self, queue: FifoQueue, limit: int) -> None:
+        # A copy of the entries (jobs and runs, not children): a lookup kept past one call still
+        # walks the queue as it was when the lookup began.
+        self._entries = iter(list(queue._entries.values()))
+        self._limit = limit
+        self._count = 0
+        self._seen: dict[str, int] = {}
+        self._runs: list[tuple[int, ChildRun]] = []
+        """Runs walked so far, each with the position of its first child."""
+
+    def get(self, job_id: str, default: int) -> int:
+        found = self._seen.get(job_id)
+        if found is None:
+            found = self._in_runs(job_id, self._runs)
+        while found is None and self._count < self._limit:
+            entry = next(self._entries, None)
+            if entry is None:
+                break
+            if isinstance(entry, ChildRun):
+                self._runs.append((self._count, entry))
+                found = self._in_runs(job_id, self._runs[-1:])
+                self._count += len(entry)
+            else:
+                self._seen[entry.id] = self._count
+                found = self._count if entry.id == job_id else None
+                self._count += 1
+        return found if found is not None and found < self._limit else default
+
+    @staticmethod
+    def _in_runs(job_id: str, runs: list[tuple[int, ChildRun]]) -> int | None:
+        parent_id, sep, index_text = job_id.rpartition(":")
+        if not sep or not index_text.isdigit():
+            return None
+        index = int(index_text)
+        for first, run in runs:
+            if run.parent_id != parent_id:
+                continue
+            offset = first
+            for r in run.ranges:
+                if index in r:
+                    return offset + index - r.start
+                offset += len(r)
+        return None
+
+    def as_dict(self) -> dict[str, int]:
+        """Every job id up to the limit → its position (walks the rest)."""
+        self.get("", 0)
+        positions = dict(self._seen)
+        for first, run in self._runs:
+            for offset, index in enumerate(run.indices()):
+                positions[f"{run.parent_id}:{index}"] = first + offset
+        return {job_id: p for job_id, p in sorted(positions.items(), key=lambda item: item[1]) if p < self._limit}
