@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import resource
@@ -143,7 +142,8 @@ def serve(settings: Settings, *, log_level: str = "info", sock: socket.socket | 
         timeout_graceful_shutdown=5,
     )
     server = _Server(config, getattr(app.state, "shutdown_started", []))
-    asyncio.run(server.serve(sockets=[sock] if sock is not None else None))
+    # uvicorn's own event loop choice (uvloop where installed, as uvicorn[standard] does), rather than asyncio's.
+    server.run(sockets=[sock] if sock is not None else None)
 
 
 class _Server(uvicorn.Server):
