@@ -6,7 +6,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qs, unquote
@@ -15,9 +15,10 @@ import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from openbatch.api.asgi_body import read_body
 from openbatch.api.auth import Authenticator
 from openbatch.api.errors import client_error, response_for
 from openbatch.api.operations import OPERATIONS, Services
@@ -25,23 +26,86 @@ from openbatch.api.wire import check_input, parse_body
 from openbatch.domain.errors import ValidationError
 from openbatch.domain.validation import check_text
 from openbatch.service import tagging
+from openbatch.service.context import Caller
 
 logger = logging.getLogger(__name__)
 _TAGS_PREFIX = "/v1/tags/"
 
 
-def _ok(payload: dict[str, Any]) -> Response:
+def _encode(payload: dict[str, Any]) -> bytes:
     # orjson: a page of 100 job summaries is serialised several times faster (UTF-8 rather than \u escapes);
     # what it refuses (integers beyond 64 bits, keys that are not strings) goes through the standard encoder.
     try:
-        body: bytes | str = orjson.dumps(payload)
+        return orjson.dumps(payload)
     except TypeError:
-        body = json.dumps(payload, separators=(",", ":"))
-    return Response(
-        body,
-        media_type="application/json",
-        headers={"x-amzn-RequestId": str(uuid.uuid4())},
-    )
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def _ok(payload: dict[str, Any]) -> Response:
+    return Response(_encode(payload), media_type="application/json", headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+class BatchOperations:
+    """The Batch REST-JSON operations (``POST /v1/<operation>``): authenticate, check, run, answer."""
+
+    def __init__(self, services: Services, authenticator: Authenticator) -> None:
+        self.services = services
+        self.authenticator = authenticator
+
+    def authenticate(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Caller | Response:
+        """The caller, or the error response refusing the request."""
+        try:
+            return self.authenticator.authenticate(method, raw_path, headers, body)
+        except Exception as exc:
+            return response_for(exc, "authentication")
+
+    async def run(self, name: str, caller: Caller, body: bytes) -> dict[str, Any] | Response:
+        """``name``'s answer (the payload of a 200), or the error response."""
+        operation = OPERATIONS.get(name.lower())
+        if operation is None:
+            return client_error(f"Unknown operation {name!r}")
+        try:
+            payload = parse_body(body)
+            # The AWS model's types first: nothing mistyped reaches a use case, let alone the store.
+            check_input("batch", operation.name, payload)
+            request_shape = operation.shape.model_validate(payload)
+            result = operation.handler(self.services, caller, request_shape)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+        except Exception as exc:
+            return response_for(exc, operation.name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry for a ``POST /v1/<operation>`` (see ``_BatchRouter``): what ``dispatch`` does for it,
+        without a Starlette ``Request`` and ``Response`` in between."""
+        raw_path = _raw_path(scope)
+        body = await read_body(receive)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        caller = self.authenticate("POST", raw_path, headers, body)
+        answer = caller if isinstance(caller, Response) else await self.run(raw_path[len("/v1/") :], caller, body)
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
+            return
+        content = _encode(answer)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-length", str(len(content)).encode()),
+                    (b"content-type", b"application/json"),
+                    (b"x-amzn-requestid", str(uuid.uuid4()).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": content})
+
+
+def _raw_path(scope: Scope) -> str:
+    raw: bytes | None = scope.get("raw_path")
+    path: str = raw.decode("latin-1") if raw else scope["path"]
+    return path.split("?", 1)[0]
 
 
 def create_app(
@@ -51,9 +115,10 @@ def create_app(
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
     extra_routes: list[BaseRoute] | None = None,
 ) -> Starlette:
+    batch = BatchOperations(services, authenticator)
+
     async def dispatch(request: Request) -> Response:
-        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
-        raw_path = raw_path.split("?", 1)[0]
+        raw_path = _raw_path(request.scope)
         # Clients may put the API under a path prefix (endpoint .../prefix/batch).
         marker = raw_path.find("/v1/")
         if marker < 0:
@@ -61,28 +126,15 @@ def create_app(
         route = raw_path[marker:]
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        try:
-            caller = authenticator.authenticate(request.method, raw_path, headers, body)
-        except Exception as exc:
-            return response_for(exc, "authentication")
+        caller = batch.authenticate(request.method, raw_path, headers, body)
+        if isinstance(caller, Response):
+            return caller
         if route.startswith(_TAGS_PREFIX):
             return _tags(services, caller, request, route, body)
         if request.method != "POST":
             return client_error(f"Operation {route} must be called with POST")
-        operation = OPERATIONS.get(route[len("/v1/") :].lower())
-        if operation is None:
-            return client_error(f"Unknown operation {route[len('/v1/') :]!r}")
-        try:
-            payload = parse_body(body)
-            # The AWS model's types first: nothing mistyped reaches a use case, let alone the store.
-            check_input("batch", operation.name, payload)
-            request_shape = operation.shape.model_validate(payload)
-            result = operation.handler(services, caller, request_shape)
-            if inspect.isawaitable(result):
-                result = await result
-            return _ok(result)
-        except Exception as exc:
-            return response_for(exc, operation.name)
+        answer = await batch.run(route[len("/v1/") :], caller, body)
+        return answer if isinstance(answer, Response) else _ok(answer)
 
     def _tags(services: Services, caller: Any, request: Request, route: str, body: bytes) -> Response:
         arn = unquote(route[len(_TAGS_PREFIX) :])
@@ -117,9 +169,33 @@ def create_app(
     # Every method reaches dispatch so that even unsupported ones get an AWS error shape.
     routes.append(Route("/{path:path}", _AnyMethod(dispatch)))
     app = Starlette(routes=routes, lifespan=lifespan)
+    app.router = _BatchRouter(batch, routes, lifespan=lifespan)
     # What no route matches (a path with a newline escapes "{path:path}") gets an AWS error, not a bare 404.
     app.router.default = _AnyMethod(dispatch)
     return app
+
+
+class _BatchRouter(Router):
+    """Starlette's router, with the Batch operations taken before any route is matched.
+
+    ``POST /v1/<operation>`` is most of the traffic, and nothing but the catch-all route serves it:
+    going straight to ``BatchOperations`` saves matching it against every route, and building a
+    ``Request`` and a ``Response``. Being the router, this runs inside every middleware (request
+    limits, forwarding, authentication, the request log), as the routes do.
+    """
+
+    def __init__(self, batch: BatchOperations, routes: Sequence[BaseRoute], **kwargs: Any) -> None:
+        super().__init__(routes, **kwargs)
+        self.batch = batch
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            raw: bytes = scope.get("raw_path") or b""
+            # One segment after /v1/ (tags and prefixed paths take the catch-all route).
+            if raw.startswith(b"/v1/") and raw.find(b"/", 4) < 0 and b"?" not in raw:
+                await self.batch(scope, receive, send)
+                return
+        await super().app(scope, receive, send)
 
 
 class _AnyMethod:
