@@ -3,26 +3,50 @@ and the propagation of terminal states to dependents and array parents."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import partial
 
 from openbatch.domain import transitions as t
-from openbatch.domain.job import Job
+from openbatch.domain.job import Job, StatusChange
 from openbatch.domain.states import TERMINAL, JobStatus
 from openbatch.scheduler.core import EngineCore, S
 
 
 class DependencyMixin(EngineCore):
+    def evaluate_before_commit(self, jobs: Sequence[Job], now: int) -> list[StatusChange]:
+        """Move new jobs that wait for nothing to RUNNABLE before their first commit; return those changes.
+
+        A plain job without dependencies would be made RUNNABLE by the next cycle anyway, and
+        written a second time for it. Decided here, its insert carries RUNNABLE, and the caller
+        commits the SUBMITTED and RUNNABLE changes' outbox entries with it, then hands the jobs
+        to ``admit``. Nothing else sees these jobs before ``admit``, so nothing can move them
+        in between. Array and multi-node jobs, and jobs with dependencies, are left to the cycle.
+        """
+        return [
+            StatusChange(job.id, t.make_runnable(job, now), job.status, now, job)
+            for job in jobs
+            if job.status is S.SUBMITTED
+            and not job.deps
+            and job.parent_id is None
+            and not job.is_array_parent
+            and not job.is_multinode_parent
+            and job.cancel_reason is None
+        ]
+
     def admit(self, jobs: Iterable[Job]) -> None:
-        """Take newly committed jobs (parents before their children)."""
+        """Take newly committed jobs (parents before their children); those made RUNNABLE by
+        ``evaluate_before_commit`` join their queue at once."""
         batch = list(jobs)
         for job in batch:
             self.jobs[job.id] = job
         # One store query for every dependency that already left memory, not one per job:
         # 10,000 children depending on one finished job must not cost 10,000 queries.
         outside = {d for job in batch for d in job.deps if d not in self.jobs}
-        finished = self._stored_statuses(outside)
+        finished = self._stored_statuses(outside) if outside else {}
         for job in batch:
+            if job.status is S.RUNNABLE:
+                self._enqueue(job)
+                continue
             self._register_dependencies(job, finished)
             self._to_evaluate.append(job)
         self.wake()

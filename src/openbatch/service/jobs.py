@@ -59,8 +59,15 @@ class JobService:
         now = self.ctx.clock.now_ms()
         jobs = submission.build_jobs(spec, req, now)
         changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]
+        # The SUBMITTED events are rendered before a job moves on, so they show it as submitted.
+        outbox = self.engine.outbox_for(changes)
+        # A job that waits for nothing is stored RUNNABLE at once: one write instead of two.
+        evaluated = self.engine.evaluate_before_commit(jobs, now)
+        if evaluated:
+            changes += evaluated
+            outbox += self.engine.outbox_for(evaluated)
         # Commit before answering: an accepted job survives any crash after this line.
-        await self.committer.commit([to_record(job, with_spec=True) for job in jobs], self.engine.outbox_for(changes))
+        await self.committer.commit([to_record(job, with_spec=True) for job in jobs], outbox)
         self.engine.admit(jobs)
         self.engine.notify(changes)
         head = jobs[0]
