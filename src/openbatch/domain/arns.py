@@ -34,7 +34,11 @@ class Arn:
     """Name (``name:revision`` for job definitions, job id for jobs)."""
 
     def __str__(self) -> str:
-        return f"arn:{self.partition}:batch:{self.region}:{self.account}:{self.resource_type.value}/{self.resource_id}"
+        return _text(self.partition, self.region, self.account, self.resource_type, self.resource_id)
+
+
+def _text(partition: str, region: str, account: str, resource_type: ResourceType, resource_id: str) -> str:
+    return f"arn:{partition}:batch:{region}:{account}:{resource_type.value}/{resource_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +50,8 @@ class ArnFactory:
     partition: str = "aws"
 
     def build(self, resource_type: ResourceType, resource_id: str) -> str:
-        return str(Arn(self.partition, self.region, self.account, resource_type, resource_id))
+        # Without building an ``Arn`` on the way: every SubmitJob answer has one.
+        return _text(self.partition, self.region, self.account, resource_type, resource_id)
 
     def in_region(self, region: str) -> ArnFactory:
         return ArnFactory(region=region, account=self.account, partition=self.partition)

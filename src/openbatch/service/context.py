@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from openbatch.clock import Clock
 from openbatch.domain.arns import ArnFactory
@@ -20,7 +21,13 @@ class Caller:
 
     @property
     def arns(self) -> ArnFactory:
-        return ArnFactory(region=self.region, account=self.account)
+        return _arn_factory(self.region, self.account)
+
+
+@lru_cache(maxsize=64)
+def _arn_factory(region: str, account: str) -> ArnFactory:
+    # One per region a client names (bounded: the region comes from the request); every SubmitJob needs one.
+    return ArnFactory(region=region, account=account)
 
 
 @dataclass(slots=True, kw_only=True)
