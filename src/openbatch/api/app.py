@@ -189,13 +189,26 @@ class _BatchRouter(Router):
         self.batch = batch
 
     async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            raw: bytes = scope.get("raw_path") or b""
-            # One segment after /v1/ (tags and prefixed paths take the catch-all route).
-            if raw.startswith(b"/v1/") and raw.find(b"/", 4) < 0 and b"?" not in raw:
-                await self.batch(scope, receive, send)
-                return
+        if is_batch_operation(scope):
+            await self.batch(scope, receive, send)
+            return
         await super().app(scope, receive, send)
+
+
+def is_batch_operation(scope: Scope) -> bool:
+    """``POST /v1/<operation>``: one segment after /v1/ (tags and prefixed paths take the catch-all route)."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    raw: bytes = scope.get("raw_path") or b""
+    return raw.startswith(b"/v1/") and raw.find(b"/", 4) < 0 and b"?" not in raw
+
+
+def batch_operations(app: Starlette) -> BatchOperations:
+    """The Batch operations of an app made by ``create_app``."""
+    router = app.router
+    if not isinstance(router, _BatchRouter):
+        raise TypeError("not an app made by create_app")
+    return router.batch
 
 
 class _AnyMethod:

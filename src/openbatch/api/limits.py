@@ -65,6 +65,7 @@ class RequestLimits:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_concurrent: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         exempt: Iterable[str] = ("/health",),
+        shortcut: tuple[Callable[[Scope], bool], ASGIApp] | None = None,
     ) -> None:
         if max_body_bytes < 1 or max_concurrent < 1:
             raise ValueError("max_body_bytes and max_concurrent must be at least 1")
@@ -72,6 +73,9 @@ class RequestLimits:
         self.max_body_bytes = max_body_bytes
         self.max_concurrent = max_concurrent
         self.exempt = frozenset(exempt)
+        self.shortcut = shortcut
+        """(which requests, the app that serves them): taken past the wrapped app, once admitted and read.
+        Only for a server whose middlewares inside this one have nothing to do for those requests."""
         self.in_flight = 0
         """Requests being handled now (one event loop: a plain counter needs no lock)."""
         self._trim = malloc_trim()
@@ -142,7 +146,10 @@ class RequestLimits:
             # After the body only a disconnect can come; let the route see it.
             return await receive()
 
-        await self.app(scope, replay, send)
+        app = self.app
+        if self.shortcut is not None and self.shortcut[0](scope):
+            app = self.shortcut[1]
+        await app(scope, replay, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         """The whole body, or ``None`` as soon as it passes the cap (chunked bodies have no length)."""
