@@ -1,7 +1,9 @@
-"""Resources survive a server restart, on SQLite and on PostgreSQL; a fresh store gets the defaults."""
+"""Resources survive a server restart, on SQLite and on PostgreSQL; a fresh store gets the defaults; how jobs
+are written."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -10,7 +12,7 @@ import httpx
 import pytest
 
 from tests.compute import compute_resources
-from tests.support import ServerProcess, unique
+from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for_status
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -117,5 +119,38 @@ def test_health_and_defaults_on_a_fresh_store(tmp_path: Path) -> None:
         ]
         assert batch.describe_job_definitions()["jobDefinitions"] == []
         assert batch.list_scheduling_policies()["schedulingPolicies"] == []
+    finally:
+        server.stop()
+
+
+def test_a_job_waiting_for_nothing_is_stored_runnable_by_its_first_write(tmp_path: Path) -> None:
+    # Given a server whose SQLite store records every change of a job row's status
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        with sqlite3.connect(server.data_dir / "openbatch.db") as db:
+            db.executescript(
+                "CREATE TABLE status_updates (id TEXT, old TEXT, new TEXT);"
+                "CREATE TRIGGER record_status_updates AFTER UPDATE OF status ON jobs WHEN old.status != new.status "
+                "BEGIN INSERT INTO status_updates VALUES (new.id, old.status, new.status); END;"
+            )
+        batch = server.batch()
+        queue = make_queue(batch, state="DISABLED")  # its jobs stay RUNNABLE
+        definition = shell_definition(batch, "true")
+
+        # When a job with no dependencies is submitted, and one that depends on it
+        first = batch.submit_job(jobName="first", jobQueue=queue, jobDefinition=definition)["jobId"]
+        second = batch.submit_job(
+            jobName="second", jobQueue=queue, jobDefinition=definition, dependsOn=[{"jobId": first}]
+        )["jobId"]
+        wait_for_status(batch, second, ["PENDING"])
+        batch.list_jobs(jobQueue=queue, jobStatus="RUNNABLE")  # ListJobs writes the engine's changes first
+
+        # Then the first was inserted RUNNABLE and its status never written again; the second moved as before
+        with sqlite3.connect(server.data_dir / "openbatch.db") as db:
+            updates = db.execute("SELECT id, old, new FROM status_updates").fetchall()
+            stored = dict(db.execute("SELECT id, status FROM jobs WHERE id IN (?, ?)", (first, second)).fetchall())
+        assert updates == [(second, "SUBMITTED", "PENDING")]
+        assert stored == {first: "RUNNABLE", second: "PENDING"}
+        assert batch.describe_jobs(jobs=[first])["jobs"][0]["status"] == "RUNNABLE"
     finally:
         server.stop()
