@@ -58,16 +58,8 @@ class JobService:
         consumables.check_exist(self.ctx.store, spec.resources.consumables)
         now = self.ctx.clock.now_ms()
         jobs = submission.build_jobs(spec, req, now)
-        changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]
-        # The SUBMITTED events are rendered before a job moves on, so they show it as submitted.
-        outbox = self.engine.outbox_for(changes)
-        # A job that waits for nothing is stored RUNNABLE at once: one write instead of two.
-        evaluated = self.engine.evaluate_before_commit(jobs, now)
-        if evaluated:
-            changes += evaluated
-            outbox += self.engine.outbox_for(evaluated)
         # Commit before answering: an accepted job survives any crash after this line.
-        await self.committer.commit([to_record(job, with_spec=True) for job in jobs], outbox)
+        changes = await self.commit_new(jobs, now)
         self.engine.admit(jobs)
         self.engine.notify(changes)
         head = jobs[0]
@@ -76,6 +68,22 @@ class JobService:
             "jobName": spec.job_name,
             "jobId": head.id,
         }
+
+    async def commit_new(self, jobs: list[Job], now: int) -> list[StatusChange]:
+        """Commit new jobs with their outbox entries; return their state changes, for ``admit`` and ``notify``.
+
+        A job that waits for nothing is committed RUNNABLE (``evaluate_before_commit``): one write
+        instead of a second one by the next cycle, with the SUBMITTED and RUNNABLE changes as before.
+        """
+        changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]
+        # The SUBMITTED events are rendered before a job moves on, so they show it as submitted.
+        outbox = self.engine.outbox_for(changes)
+        evaluated = self.engine.evaluate_before_commit(jobs, now)
+        if evaluated:
+            changes += evaluated
+            outbox += self.engine.outbox_for(evaluated)
+        await self.committer.commit([to_record(job, with_spec=True) for job in jobs], outbox)
+        return changes
 
     def _dependency_info(self, ids: list[str]) -> dict[str, submission.DependencyInfo]:
         found: dict[str, submission.DependencyInfo] = {}

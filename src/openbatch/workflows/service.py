@@ -40,7 +40,6 @@ from openbatch.service import submission
 from openbatch.service.context import Caller
 from openbatch.service.jobs import JobService
 from openbatch.store.base import OutboxEntry
-from openbatch.store.job_codec import to_record
 from openbatch.workflows import spec as wf
 from openbatch.workflows.store import RunRow, StepRow, WorkflowStore
 
@@ -720,11 +719,8 @@ class WorkflowService:
         async with self._submit_lock:
             now = self.jobs.ctx.clock.now_ms()
             engine = self.jobs.engine
-            changes = [StatusChange(job.id, None, job.status, now, job) for job in jobs]
             try:
-                await self.jobs.committer.commit(
-                    [to_record(job, with_spec=True) for job in jobs], engine.outbox_for(changes)
-                )
+                changes = await self.jobs.commit_new(jobs, now)
             except Exception:
                 logger.exception("could not commit %d workflow step jobs", len(jobs))
                 self._fail_uncommitted(jobs)
