@@ -3,7 +3,8 @@
 Vocabulary and the cycle diagram are in ``scheduler/README.md``. In short:
 
 * submit → ``admit()``: the job is already committed; its dependency edges are
-  registered and it joins the *evaluation* list.
+  registered and it joins the *evaluation* list (a job that waits for nothing was made
+  RUNNABLE before its commit, ``evaluate_before_commit``, and joins its queue).
 * each *cycle* (run when woken, never by polling): evaluate → dispatch →
   time-limit actions → flush → launch what the flush made durable.
 * a process exit, a terminal state or a resource change wakes the loop.
