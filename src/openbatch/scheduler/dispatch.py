@@ -169,11 +169,9 @@ class DispatchMixin(EngineCore):
         table = positions.get(job.spec.queue)
         if table is None:
             table = positions[job.spec.queue] = waiting.positions(limit=_POSITION_LIMIT)
-        ahead = table.get(job.id)
-        if ahead is None:
-            # Beyond the positions counted, or not queued yet: a job shown in its RUNNABLE event before its
-            # first commit (``evaluate_before_commit``) joins the queue behind every job in it now.
-            ahead = _POSITION_LIMIT if job.id in self.jobs else min(len(waiting), _POSITION_LIMIT)
+        # A job not among the positions counted is beyond them, or not queued yet: one shown in its RUNNABLE
+        # event before its first commit (``evaluate_before_commit``) joins the queue behind every job in it now.
+        ahead = table.get(job.id, min(len(waiting), _POSITION_LIMIT))
         more = "+" if ahead >= _POSITION_LIMIT else ""
         text = f"Waiting behind {ahead:,}{more} job(s) ahead of it in job queue {job.spec.queue}"
         blocked = self.blocked.get(job.spec.queue)
