@@ -145,7 +145,9 @@ class Runtime:
         for hook in self.engine_hooks:
             hook(engine)
         engine.start()
-        # Recovery decoded a record per unfinished job: hand that garbage's pages back before serving.
+        # Recovery decoded a record per unfinished job and scanned indexes: hand that garbage's pages
+        # and the page caches the scans filled back before serving.
+        self.store.release_caches()
         trim = malloc_trim()
         if trim is not None:
             trim()

@@ -135,6 +135,16 @@ class SqlStore:
                     self._on_lost()
             raise
 
+    def release_caches(self) -> None:
+        """Hand back the page caches that start-up's scans filled (SQLite keeps up to 64 MiB per
+        connection): this store's connection shrinks its cache, and idle pooled ones are closed."""
+        if self.dialect != "sqlite":
+            return
+        if self._conn is not None and not self._conn.closed:
+            self._conn.exec_driver_sql("PRAGMA shrink_memory")
+            self._conn.commit()
+        self.engine.pool.dispose()
+
     def pin(self, conn: Connection, on_lost: Callable[[], None]) -> None:
         """Use ``conn`` for every later call, and call ``on_lost`` (which must not return) if it breaks.
 
