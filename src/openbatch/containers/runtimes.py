@@ -61,6 +61,8 @@ _SHIM = Path(__file__).with_name("podman_shim.py")
 _BWRAP = shutil.which("bwrap") or "bwrap"
 _SETPRIV = shutil.which("setpriv")
 _CHILD_PID = re.compile(rb'"child-pid":\s*(\d+)')
+_LIBC = ctypes.CDLL(None, use_errno=True)
+"""libc, loaded once: a ``CDLL`` made per mount or unmount costs as much as the call itself."""
 
 
 class ContainerStartError(Exception):
@@ -132,11 +134,9 @@ class PreparedContainer:
             # The sandbox holds its own copy of the mount now; the supervisor's namespace keeps no
             # overlay per running attempt (each would be copied into, and listed for, every next one).
             # Off the event loop: an unmount waits for an RCU grace period, milliseconds on a busy host.
-            _worker().submit(_unmount, self.overlay, False)
-            self.overlay = None
-            if self.devpts is not None:
-                _worker().submit(_unmount, self.devpts, False)
-                self.devpts = None
+            # One work item for both: each hand-over to a thread is a wake-up and a pass of the GIL.
+            _worker().submit(_unmount_all, (self.overlay, self.devpts))
+            self.overlay = self.devpts = None
         # Moving a process between cgroups waits for an RCU grace period too: the job waits, the loop goes on.
         block, self.block_fd = self.block_fd, None
         _starter().submit(_let_go, self.group, self.pid, int(child.group(1)), block)
@@ -426,8 +426,7 @@ def _mounted(rootfs: Path, state_dir: Path, shared: bool) -> _Mounted:
     try:
         upper, work, merged = _layers(attempt_dir, shared)
         options = f"lowerdir={rootfs},upperdir={upper},workdir={work}"
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.mount(b"overlay", str(merged).encode(), b"overlay", 0, options.encode()) != 0:
+        if _LIBC.mount(b"overlay", str(merged).encode(), b"overlay", 0, options.encode()) != 0:
             errno = ctypes.get_errno()
             raise ContainerStartError(f"CannotStartContainerError: mounting the image failed: {os.strerror(errno)}")
     except (OSError, ContainerStartError):
@@ -455,9 +454,8 @@ def _copy_host_files(merged: Path) -> tuple[str, ...]:
     copied = []
     for host_file in _HOST_FILES:
         target = merged / host_file.lstrip("/")
-        try:
-            content = Path(host_file).read_bytes()
-        except OSError:
+        content = _host_file(host_file)
+        if content is None:
             continue
         try:
             mode = os.lstat(target).st_mode
@@ -475,30 +473,52 @@ def _copy_host_files(merged: Path) -> tuple[str, ...]:
     return tuple(copied)
 
 
+_HOST_FILE_CACHE: dict[str, tuple[tuple[int, int, int], bytes]] = {}
+
+
+def _host_file(path: str) -> bytes | None:
+    """The content of one of the host's files, read again only when a ``stat`` says it changed."""
+    try:
+        info = os.stat(path)
+        key = (info.st_ino, info.st_mtime_ns, info.st_size)
+        cached = _HOST_FILE_CACHE.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        content = Path(path).read_bytes()
+    except OSError:
+        return None
+    _HOST_FILE_CACHE[path] = (key, content)
+    return content
+
+
 def _make_dev(dev: Path) -> Path | None:
     """The attempt's /dev as bubblewrap's ``--dev`` makes it (null, zero, full, random, urandom, tty, the
     ``/proc/self/fd`` links, ``shm`` and a devpts instance of its own for ptys), made ahead on the
     supervisor's threads so the sandbox binds it once. ``None`` when it cannot be had here (a state
     directory on a ``nodev`` file system): bubblewrap's ``--dev`` then."""
-    libc = ctypes.CDLL(None, use_errno=True)
     try:
         os.mkdir(dev)
-        os.chmod(dev, 0o755)
-        for name, major, minor in _DEVICE_NODES:
-            os.mknod(dev / name, stat.S_IFCHR | 0o666, os.makedev(major, minor))
-            os.chmod(dev / name, 0o666)
-        for name, target in _DEVICE_LINKS:
-            os.symlink(target, dev / name)
-        os.mkdir(dev / "shm")
-        os.chmod(dev / "shm", 0o1777)
-        os.mkdir(dev / "pts")
-        # A mount that forbids devices would leave the job with a /dev/null it cannot open.
-        os.close(os.open(dev / "null", os.O_WRONLY | os.O_CLOEXEC))
+        # Names relative to the directory's descriptor: one path lookup for the whole of /dev.
+        directory = os.open(dev, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.chmod(directory, 0o755)
+            for name, major, minor in _DEVICE_NODES:
+                os.mknod(name, stat.S_IFCHR | 0o666, os.makedev(major, minor), dir_fd=directory)
+                os.chmod(name, 0o666, dir_fd=directory)
+            for name, target in _DEVICE_LINKS:
+                os.symlink(target, name, dir_fd=directory)
+            os.mkdir("shm", dir_fd=directory)
+            os.chmod("shm", 0o1777, dir_fd=directory)
+            os.mkdir("pts", dir_fd=directory)
+            # A mount that forbids devices would leave the job with a /dev/null it cannot open.
+            os.close(os.open("null", os.O_WRONLY | os.O_CLOEXEC, dir_fd=directory))
+        finally:
+            os.close(directory)
     except OSError:
         shutil.rmtree(dev, ignore_errors=True)
         return None
     pts = str(dev / "pts").encode()
-    if libc.mount(b"devpts", pts, b"devpts", _MS_NOSUID | _MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=620") != 0:
+    if _LIBC.mount(b"devpts", pts, b"devpts", _MS_NOSUID | _MS_NOEXEC, b"newinstance,ptmxmode=0666,mode=620") != 0:
         shutil.rmtree(dev, ignore_errors=True)
         return None
     return dev
@@ -525,13 +545,12 @@ def _state_in_memory(state_dir: Path) -> None:
     if state_dir in _IN_MEMORY or os.geteuid() != 0:
         return
     _IN_MEMORY.add(state_dir)
-    libc = ctypes.CDLL(None, use_errno=True)
     if not os.path.ismount(state_dir):
-        if libc.mount(b"tmpfs", str(state_dir).encode(), b"tmpfs", 0, b"mode=0711") != 0:
+        if _LIBC.mount(b"tmpfs", str(state_dir).encode(), b"tmpfs", 0, b"mode=0711") != 0:
             return
-        atexit.register(libc.umount2, str(state_dir).encode(), _MNT_DETACH)
+        atexit.register(_LIBC.umount2, str(state_dir).encode(), _MNT_DETACH)
     # Private: an overlay unmounted here once its sandbox has a copy must stay mounted in that sandbox.
-    libc.mount(None, str(state_dir).encode(), None, _MS_PRIVATE, None)
+    _LIBC.mount(None, str(state_dir).encode(), None, _MS_PRIVATE, None)
 
 
 def _unmount(merged: Path, fuse: bool) -> None:
@@ -540,8 +559,13 @@ def _unmount(merged: Path, fuse: bool) -> None:
             if shutil.which(tool):
                 subprocess.run([tool, "-u", "-z", str(merged)], capture_output=True, check=False)
                 return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.umount2(str(merged).encode(), _MNT_DETACH)
+    _LIBC.umount2(str(merged).encode(), _MNT_DETACH)
+
+
+def _unmount_all(mounts: tuple[Path | None, ...]) -> None:
+    for mount in mounts:
+        if mount is not None:
+            _unmount(mount, False)
 
 
 def _make_inside(root: Path, path: str, is_file: bool) -> None:
