@@ -131,6 +131,7 @@ class Runtime:
             kill_grace_seconds=self.settings.kill_grace_seconds,
         )
         ray_environments.set_wake(engine.wake)
+        ray_environments.set_started(engine.attempt_started)
         engine.node_placement = RayNodePlacement(ray_environments, capacity, engine.node_placement)
         if self.settings.clustered:
             engine.host = instance_name(self.settings.data_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,6 +165,30 @@ def test_terminate_kills_the_remote_process_group(ray_server: ServerProcess, ray
     assert job["attempts"][0]["container"]["exitCode"] in (137, 143)
     wait_for(lambda: not _alive(shell) and not _alive(sleeper), timeout=10)
     assert "started" in output(ray_server, job)
+
+
+def test_a_job_queued_in_ray_is_starting_until_it_runs_and_terminate_stops_it_there(
+    ray_server: ServerProcess, ray_queue: str, tmp_path: Path
+) -> None:
+    batch = ray_server.batch()
+    go = tmp_path / "go"
+    tmp_path.chmod(0o777)
+    busy = definition(batch, f"echo started; while [ ! -e {go} ]; do sleep 0.1; done")
+    # Three jobs fill the cluster's three CPUs; the fourth is handed to Ray and waits in its queue.
+    holders = [batch.submit_job(jobName=f"hold-{n}", jobQueue=ray_queue, jobDefinition=busy)["jobId"] for n in range(3)]
+    for job_id in holders:
+        running: dict[str, Any] = dict(wait_for_status(batch, job_id, ["RUNNING"], timeout=120))
+        wait_for(partial(_printed, ray_server, running, "started"), timeout=60)
+    queued = batch.submit_job(jobName="queued", jobQueue=ray_queue, jobDefinition=busy)["jobId"]
+    job = wait_for_status(batch, queued, ["STARTING"], timeout=60)
+    assert "startedAt" not in job
+    batch.terminate_job(jobId=queued, reason="never ran")
+    job = wait_for_status(batch, queued, ["FAILED"], timeout=60)
+    assert job["statusReason"] == "never ran"
+    go.touch()
+    for job_id in holders:
+        assert wait_for_status(batch, job_id, ["SUCCEEDED", "FAILED"], timeout=60)["status"] == "SUCCEEDED"
+    assert output(ray_server, job) == []  # its process never started
 
 
 def test_a_server_restart_reattaches_to_a_running_ray_job(
@@ -378,6 +403,10 @@ def test_bad_bindings_are_refused(ray_server: ServerProcess) -> None:
 def _with_attempts(batch: BatchClient, job_id: str, count: int) -> dict[str, Any] | None:
     job: dict[str, Any] = dict(batch.describe_jobs(jobs=[job_id])["jobs"][0])
     return job if len(job.get("attempts", [])) >= count else None
+
+
+def _printed(server: ServerProcess, job: dict[str, Any], line: str) -> bool:
+    return line in output(server, job)
 
 
 def _alive(pid: int) -> bool:

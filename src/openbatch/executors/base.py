@@ -77,6 +77,8 @@ class ExitInfo:
     ended while no server was connected); ``None`` means now."""
     lost_host: str | None = None
     """With ``reason`` :data:`HOST_LOST`: the host (node) that went away, named in the job's status reason."""
+    started_at: int | None = None
+    """Epoch ms when the process started, from an executor that reports starts itself (``reports_start``)."""
 
 
 ExitCallback = Callable[[ExitInfo], None]

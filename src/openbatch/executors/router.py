@@ -26,6 +26,10 @@ class Routed:
     def pid(self) -> int:
         return self.inner.pid
 
+    @property
+    def reports_start(self) -> bool:
+        return bool(getattr(self.inner, "reports_start", False))
+
 
 class ExecutorRouter:
     def __init__(self, default: Executor, choose: Callable[[str], Executor | None]) -> None:

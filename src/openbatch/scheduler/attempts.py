@@ -70,9 +70,26 @@ class AttemptsMixin(EngineCore):
             # Known at once for an in-process executor (a lost attempt's group is killed by it at
             # start-up); the supervisor's executor learns its pid later and re-attaches by key instead.
             job.current.pid = running.handle.pid
+        if getattr(running.handle, "reports_start", False):
+            return  # STARTING until the executor says the process started (attempt_started) or ended
         if job.status is S.STARTING:
             self._set(job, lambda j: t.start(j, now))
         self._arm_timeout(job, running)
+
+    def attempt_started(self, job_id: str, attempt: int, started_at: int | None) -> None:
+        """An executor that queues attempts (a Ray cluster) says this one's process has started."""
+        job = self.jobs.get(job_id)
+        running = self._running.get(job_id)
+        if job is None or running is None or job.status is not S.STARTING or job.attempt_number != attempt:
+            return
+        self._mark_started(job, started_at)
+        self._arm_timeout(job, running)
+        self.wake()
+
+    def _mark_started(self, job: Job, started_at: int | None) -> None:
+        now = self.clock.now_ms()
+        at = min(started_at, now) if started_at is not None else now
+        self._set(job, lambda j: t.start(j, at))
 
     def _arm_timeout(self, job: Job, running: RunningAttempt) -> None:
         timeout = job.spec.timeout_seconds
@@ -165,6 +182,9 @@ class AttemptsMixin(EngineCore):
         running = self._running.pop(job_id, None)
         if job is None or running is None:
             return None
+        if job.status is S.STARTING and info.started and running.handle is not None:
+            # From an executor that reports starts: the process ran (too briefly to report its start).
+            self._mark_started(job, info.started_at)
         if running.timer is not None:
             running.timer.cancel()
         self.capacity.release(job.spec.resources, job.compute_environment or "", running.gpu_ids)

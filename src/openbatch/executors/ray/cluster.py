@@ -32,6 +32,8 @@ _POLL_WAIT_SECONDS = 0.5
 _NODES_SECONDS = 1.0
 _RETRY_SECONDS = 2.0
 _MIB = 1024 * 1024
+QUEUED_PER_CPU = 1.0
+"""vCPUs of attempts handed to Ray beyond its CPUs, per CPU (see ``RayCluster.refusal``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +59,13 @@ class Node:
 class RayAttempt:
     """A handle: the attempt's process is on another machine, so it has no pid here."""
 
-    __slots__ = ("key", "writer")
+    __slots__ = ("key", "reports_start", "writer")
 
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: str, *, reports_start: bool = False) -> None:
         self.key = key
         self.writer: LogWriter | None = None
+        self.reports_start = reports_start
+        """The attempt may wait in Ray's queue: the job stays STARTING until ``on_start`` (or its exit) says it ran."""
 
     @property
     def pid(self) -> int:
@@ -83,6 +87,7 @@ def exit_from_result(result: Mapping[str, Any]) -> ExitInfo:
         reason=result.get("reason"),
         started=bool(result.get("started", True)),
         ended_at=result.get("endedAt"),
+        started_at=result.get("startedAt"),
         lost_host=str(result.get("lostHost") or "unknown") if lost else None,
     )
 
@@ -118,6 +123,8 @@ class RayCluster:
         """The compute environments by name, for their ``openbatch:ray-resources`` tag."""
         self.on_change: Callable[[], None] = lambda: None
         """Called on the event loop when the cluster's nodes change (or it connects)."""
+        self.on_start: Callable[[str, int, int | None], None] = lambda _job_id, _attempt, _at: None
+        """Called with (job id, attempt number, epoch ms) when an attempt's process starts on its node."""
         self.error: str | None = "connecting"
         """Why the cluster cannot take jobs now; ``None`` once connected."""
         self.nodes: tuple[Node, ...] = ()
@@ -254,6 +261,10 @@ class RayCluster:
                 self._acked = max(self._acked, number)
                 if kind == "log":
                     self._write(key, payload)
+                elif kind == "start":
+                    job_id, _sep, number = key.rpartition("#")
+                    if key in self._callbacks and number.isdigit():
+                        self.on_start(job_id, int(number), payload.get("startedAt"))
                 elif kind == "exit":
                     self._write(key, payload.get("lines", ()))
                     self._deliver(key, exit_from_result(payload))
@@ -312,7 +323,9 @@ class RayCluster:
 
     def launch(self, spec: LaunchSpec, on_exit: ExitCallback) -> Handle:
         key = attempt_key(spec.job_id, spec.attempt)
-        handle = self._handles[key] = RayAttempt(key)
+        # The nodes of a multi-node job start together once their placement group is ready: they are
+        # RUNNING from then on. Any other attempt may wait in Ray's queue (see ``refusal``).
+        handle = self._handles[key] = RayAttempt(key, reports_start=spec.node_group is None)
         self._callbacks[key] = on_exit
         self._streams[key] = spec.log_stream
         try:
@@ -414,12 +427,18 @@ class RayCluster:
         ):
             return Refusal(f"{JOB_RESOURCE} - {self._no_node_reason(need, eligible, custom)}", True)
         total_cpus = sum(node.cpus for node in eligible)
-        free = min(ce.max_vcpus - vcpus_used, total_cpus - self._used.cpus)
+        # Beyond what the cluster can run at once, a few attempts more are handed to Ray and wait in its
+        # queue (STARTING): each CPU takes its next task as soon as it is free, as with plain Ray tasks,
+        # instead of idling for a round trip through this server. Only where the cluster, not maxvCpus,
+        # is the limit: Ray then never runs more than maxvCpus of them at once.
+        queued = total_cpus * QUEUED_PER_CPU if ce.max_vcpus >= total_cpus else 0.0
+        free = min(ce.max_vcpus + queued - vcpus_used, total_cpus + queued - self._used.cpus)
         if need.vcpus > free:
+            also = f", and {queued:g} vCPUs of attempts queued in Ray" if queued else ""
             return Refusal(
                 f"{INSUFFICIENT} - the job needs {need.vcpus:g} vCPUs; compute environment {ce.name} has "
                 f"{max(free, 0):g} free (maxvCpus {ce.max_vcpus:g}, Ray cluster {self.address}: "
-                f"{total_cpus:g} CPUs)",
+                f"{total_cpus:g} CPUs{also})",
                 False,
             )
         free_memory = sum(node.memory_mib for node in eligible) - self._used.memory_mib

@@ -197,11 +197,17 @@ class Dispatcher:
         if attempt is not None:
             self._release(key, attempt)
 
-    async def report(self, key: str, node: str, lines: list[tuple[int, str]]) -> tuple[float, str | None] | None:
-        """From a running attempt: its node, new output; the answer is a stop request, if any."""
+    async def report(
+        self, key: str, node: str, lines: list[tuple[int, str]], started: int | None = None
+    ) -> tuple[float, str | None] | None:
+        """From a running attempt: its node, new output, when it started; the answer is a stop request, if any."""
         attempt = self._attempts.get(key)
         if attempt is None:
             return (0.0, None)  # forgotten: nobody follows it any more
+        if attempt.node is None:
+            # Its first report: the server shows the job RUNNING from its real start (it was STARTING,
+            # possibly queued in Ray behind other tasks). A job too short to report starts with its end.
+            self._emit("start", key, {"node": node, "startedAt": started})
         attempt.node = node
         if lines:
             self._emit("log", key, lines)

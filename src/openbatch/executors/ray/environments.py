@@ -69,6 +69,7 @@ class RayEnvironments:
         self._kill_grace = kill_grace_seconds
         self.cluster: RayCluster | None = None
         self._wake: Callable[[], None] = lambda: None
+        self._on_start: Callable[[str, int, int | None], None] = lambda _job_id, _attempt, _at: None
         self._started = False
         self._connecting: asyncio.Task[None] | None = None
 
@@ -77,6 +78,12 @@ class RayEnvironments:
         self._wake = wake
         if self.cluster is not None:
             self.cluster.on_change = wake
+
+    def set_started(self, started: Callable[[str, int, int | None], None]) -> None:
+        """``started`` (the engine's ``attempt_started``) is called when an attempt's process starts."""
+        self._on_start = started
+        if self.cluster is not None:
+            self.cluster.on_start = started
 
     def _address_of(self, ce_name: str) -> str | None | Unavailable:
         """The Ray address a compute environment is bound to; ``None``: not a Ray one."""
@@ -108,6 +115,7 @@ class RayEnvironments:
         )
         cluster = self.cluster = RayCluster(settings, self._log_store, self._registry.compute_environments.get)
         cluster.on_change = self._wake
+        cluster.on_start = self._on_start
         self._router.add(cluster)
         if self._started:
             # Bound after the server started (CreateComputeEnvironment): connect in the background.

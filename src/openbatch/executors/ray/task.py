@@ -182,6 +182,7 @@ def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> 
     # Ray hands the task its GPUs through CUDA_VISIBLE_DEVICES: the job gets the same ones.
     environment.update({name: os.environ[name] for name in _GPU_VARIABLES if name in os.environ})
     environment["OPENBATCH_NODE_ADDRESS"] = node
+    started = int(time.time() * 1000)
     try:
         argv, before_exec = _argv(list(spec["command"]), environment)
         proc = subprocess.Popen(
@@ -194,14 +195,22 @@ def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> 
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
         return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": []}
-    return _Follow(dispatcher, key, spec, proc, node).run()
+    return _Follow(dispatcher, key, spec, proc, node, started).run()
 
 
 class _Follow:
     def __init__(
-        self, dispatcher: tuple[str, str], key: str, spec: dict[str, Any], proc: subprocess.Popen[bytes], node: str
+        self,
+        dispatcher: tuple[str, str],
+        key: str,
+        spec: dict[str, Any],
+        proc: subprocess.Popen[bytes],
+        node: str,
+        started: int,
     ) -> None:
         self.dispatcher = dispatcher
+        self.started = started
+        """Epoch ms the process started: sent with the first report and the result (the job is RUNNING from it)."""
         self.key = key
         self.proc = proc
         self.node = node
@@ -276,6 +285,7 @@ class _Follow:
             exit_code = 137
         return {
             "started": True,
+            "startedAt": self.started,
             "exitCode": exit_code,
             "reason": self.reason,
             "node": self.node,
@@ -288,7 +298,7 @@ class _Follow:
 
         try:
             dispatcher = _dispatcher(*self.dispatcher)
-            stop = ray.get(dispatcher.report.remote(self.key, self.node, self.output.take()))
+            stop = ray.get(dispatcher.report.remote(self.key, self.node, self.output.take(), self.started))
         except Exception:
             return  # the dispatcher restarting: the output of this batch is lost, the job goes on
         if stop is None or self.kill_at is not None:
