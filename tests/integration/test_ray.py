@@ -182,6 +182,9 @@ def test_a_job_queued_in_ray_is_starting_until_it_runs_and_terminate_stops_it_th
     queued = batch.submit_job(jobName="queued", jobQueue=ray_queue, jobDefinition=busy)["jobId"]
     job = wait_for_status(batch, queued, ["STARTING"], timeout=60)
     assert "startedAt" not in job
+    # The queue's usage counts what runs on the cluster, not what waits in Ray's queue.
+    usage = batch.get_job_queue_snapshot(jobQueue=ray_queue)["queueUtilization"]["totalCapacityUsage"]
+    assert usage == [{"capacityUnit": "VCPU", "quantity": 3.0}], usage
     batch.terminate_job(jobId=queued, reason="never ran")
     job = wait_for_status(batch, queued, ["FAILED"], timeout=60)
     assert job["statusReason"] == "never ran"

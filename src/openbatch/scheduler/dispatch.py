@@ -200,8 +200,11 @@ class DispatchMixin(EngineCore):
         """vCPUs running for job queue ``name``; for fair-share queues also per share and active shares."""
         total = sum(
             job.spec.resources.vcpus
-            for job_id in self._running
-            if (job := self.jobs.get(job_id)) is not None and job.spec.queue == name
+            for job_id, running in self._running.items()
+            if (job := self.jobs.get(job_id)) is not None
+            and job.spec.queue == name
+            # An attempt queued in a Ray cluster (STARTING until it starts) holds no CPU there yet.
+            and not (job.status is S.STARTING and getattr(running.handle, "reports_start", False))
         )
         waiting = self.runnable.get(name)
         if isinstance(waiting, FairshareQueue):
