@@ -458,13 +458,7 @@ class RayCluster:
         return None
 
     def _no_node_reason(self, need: Resources, eligible: list[Node], custom: Mapping[str, float]) -> str:
-        wanted = f"{need.vcpus:g} vCPUs"
-        if need.memory_mib:
-            wanted += f", {need.memory_mib} MiB of memory"
-        if need.gpus:
-            wanted += f", {need.gpus} GPUs"
-        if custom:
-            wanted += " and " + " ".join(f"{n}={q:g}" for n, q in custom.items())
+        wanted = _describe_need(need, custom)
         if not eligible:
             return f"the job needs {wanted} but Ray cluster {self.address} has no such node"
         largest = ", ".join(
@@ -561,16 +555,22 @@ def _available(node: Node) -> Mapping[str, float]:
     return node.available if node.available is not None else node.resources
 
 
+def _describe_need(need: Resources, custom: Mapping[str, float]) -> str:
+    """``1 vCPUs, 128 MiB of memory and big=1``: what one job or node asks of a Ray node."""
+    wanted = f"{need.vcpus:g} vCPUs"
+    if need.memory_mib:
+        wanted += f", {need.memory_mib} MiB of memory"
+    if need.gpus:
+        wanted += f", {need.gpus} GPUs"
+    if custom:
+        wanted += " and " + " ".join(f"{n}={q:g}" for n, q in custom.items())
+    return wanted
+
+
 def _nodes_wanted(nodes: Sequence[Resources], custom: Mapping[str, float]) -> str:
     shapes: dict[str, int] = {}
     for need in nodes:
-        wanted = f"{need.vcpus:g} vCPUs"
-        if need.memory_mib:
-            wanted += f", {need.memory_mib} MiB of memory"
-        if need.gpus:
-            wanted += f", {need.gpus} GPUs"
-        if custom:
-            wanted += " and " + " ".join(f"{n}={q:g}" for n, q in custom.items())
+        wanted = _describe_need(need, custom)
         shapes[wanted] = shapes.get(wanted, 0) + 1
     return "they need " + "; ".join(f"{count} with {wanted}" for wanted, count in shapes.items())
 
