@@ -115,3 +115,15 @@ def test_recovered_ranges_join_when_consecutive() -> None:
     queue.push_run(PARENT, 200, 210)
     assert len(queue) == 160
     assert drain(queue) == [f"p:{i}" for i in [*range(150), *range(200, 210)]]
+
+
+def test_a_position_lookup_kept_past_a_change_of_the_queue_walks_it_afresh() -> None:
+    rows = Rows()
+    first = make_job().id("first").status(JobStatus.RUNNABLE).build()
+    queue = queue_with(rows, first, *(rows.child(i) for i in range(5)))
+    lookup = queue.positions(100)
+    assert lookup.get("first", -1) == 0
+    queue.discard(first)
+    queue.push(make_job().id("last").status(JobStatus.RUNNABLE).build())
+    assert lookup.get("last", -1) == 5
+    assert lookup.get("p:0", -1) == 0

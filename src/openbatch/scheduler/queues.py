@@ -292,16 +292,27 @@ class Positions:
     and a job behind a million queued children steps over them in a few ranges."""
 
     def __init__(self, queue: FifoQueue, limit: int) -> None:
-        # A copy of the entries (jobs and runs, not children): a lookup kept past one call still
-        # walks the queue as it was when the lookup began.
-        self._entries = iter(list(queue._entries.values()))
+        self._queue = queue
         self._limit = limit
+        self._restart()
+
+    def _restart(self) -> None:
+        # The queue's own entries (jobs and runs, not children), not a copy: a lookup is used within one
+        # call, and one kept past it starts over if the queue changed meanwhile (see ``get``).
+        self._entries = iter(self._queue._entries.values())
         self._count = 0
         self._seen: dict[str, int] = {}
         self._runs: list[tuple[int, ChildRun]] = []
         """Runs walked so far, each with the position of its first child."""
 
     def get(self, job_id: str, default: int) -> int:
+        try:
+            return self._get(job_id, default)
+        except RuntimeError:  # the queue changed since this lookup began walking it
+            self._restart()
+            return self._get(job_id, default)
+
+    def _get(self, job_id: str, default: int) -> int:
         found = self._seen.get(job_id)
         if found is None:
             found = self._in_runs(job_id, self._runs)
