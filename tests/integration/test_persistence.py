@@ -137,20 +137,32 @@ def test_a_job_waiting_for_nothing_is_stored_runnable_by_its_first_write(tmp_pat
         queue = make_queue(batch, state="DISABLED")  # its jobs stay RUNNABLE
         definition = shell_definition(batch, "true")
 
-        # When a job with no dependencies is submitted, and one that depends on it
+        # When a job with no dependencies is submitted, an array job with none, and one that depends on the first
         first = batch.submit_job(jobName="first", jobQueue=queue, jobDefinition=definition)["jobId"]
+        array = batch.submit_job(
+            jobName="array", jobQueue=queue, jobDefinition=definition, arrayProperties={"size": 50}
+        )["jobId"]
         second = batch.submit_job(
             jobName="second", jobQueue=queue, jobDefinition=definition, dependsOn=[{"jobId": first}]
         )["jobId"]
         wait_for_status(batch, second, ["PENDING"])
         batch.list_jobs(jobQueue=queue, jobStatus="RUNNABLE")  # ListJobs writes the engine's changes first
 
-        # Then the first was inserted RUNNABLE and its status never written again; the second moved as before
+        # Then the first and the array's children were inserted RUNNABLE (the array PENDING) and their status
+        # never written again; the second moved as before
         with sqlite3.connect(server.data_dir / "openbatch.db") as db:
             updates = db.execute("SELECT id, old, new FROM status_updates").fetchall()
             stored = dict(db.execute("SELECT id, status FROM jobs WHERE id IN (?, ?)", (first, second)).fetchall())
+            children = db.execute("SELECT status, count(*) FROM jobs WHERE parent_id = ? GROUP BY status", (array,))
+            by_status = dict(children.fetchall())
+            parent_status = db.execute("SELECT status FROM jobs WHERE id = ?", (array,)).fetchone()[0]
         assert updates == [(second, "SUBMITTED", "PENDING")]
         assert stored == {first: "RUNNABLE", second: "PENDING"}
+        assert by_status == {"RUNNABLE": 50} and parent_status == "PENDING"
         assert batch.describe_jobs(jobs=[first])["jobs"][0]["status"] == "RUNNABLE"
+        parent = batch.describe_jobs(jobs=[array])["jobs"][0]
+        assert parent["status"] == "PENDING"
+        assert parent["arrayProperties"]["statusSummary"]["RUNNABLE"] == 50
+        assert parent["arrayProperties"]["statusSummary"]["PENDING"] == 0
     finally:
         server.stop()

@@ -20,18 +20,30 @@ class DependencyMixin(EngineCore):
         written a second time for it. Decided here, its insert carries RUNNABLE, and the caller
         commits the SUBMITTED and RUNNABLE changes' outbox entries with it, then hands the jobs
         to ``admit``. Nothing else sees these jobs before ``admit``, so nothing can move them
-        in between. Array and multi-node jobs, and jobs with dependencies, are left to the cycle.
+        in between. So for an array job that waits for nothing: its parent is inserted PENDING and
+        its children RUNNABLE (one write for 10,000 children, not two). Multi-node jobs, and jobs
+        with dependencies, are left to the cycle.
         """
-        return [
-            StatusChange(job.id, t.make_runnable(job, now), job.status, now, job)
-            for job in jobs
-            if job.status is S.SUBMITTED
-            and not job.deps
-            and job.parent_id is None
-            and not job.is_array_parent
-            and not job.is_multinode_parent
-            and job.cancel_reason is None
-        ]
+        changes: list[StatusChange] = []
+        parent: Job | None = None
+        for job in jobs:
+            if job.is_array_parent:
+                parent = job if job.status is S.SUBMITTED and not job.spec.depends_on else None
+                if parent is not None:
+                    changes.append(StatusChange(job.id, t.wait_for_dependencies(job), job.status, now, job))
+                continue
+            if job.parent_id is not None:
+                if parent is not None and job.parent_id == parent.id and job.status is S.PENDING and not job.deps:
+                    changes.append(StatusChange(job.id, t.make_runnable(job, now), job.status, now, job))
+                continue
+            if job.status is S.SUBMITTED and not job.deps and not job.is_multinode_parent and job.cancel_reason is None:
+                changes.append(StatusChange(job.id, t.make_runnable(job, now), job.status, now, job))
+        if parent is not None and parent.status_summary is not None:
+            moved = sum(1 for c in changes if c.job.parent_id == parent.id)
+            parent.status_summary[S.PENDING.value] -= moved
+            parent.status_summary[S.RUNNABLE.value] += moved
+            parent.summary_updated_at = now
+        return changes
 
     def admit(self, jobs: Iterable[Job]) -> None:
         """Take newly committed jobs (parents before their children); those made RUNNABLE by
@@ -46,6 +58,8 @@ class DependencyMixin(EngineCore):
         for job in batch:
             if job.status is S.RUNNABLE:
                 self._enqueue(job)
+                if job.array_index is not None:
+                    self._park(job)  # its row, just committed, already says RUNNABLE
                 continue
             self._register_dependencies(job, finished)
             self._to_evaluate.append(job)
