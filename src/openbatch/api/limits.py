@@ -27,7 +27,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from openbatch.api.asgi_body import BodyTooLarge, read_body, replay
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """1 MiB: AWS Batch's largest documented request, a SubmitJob with its overrides, is far smaller."""
@@ -130,40 +132,18 @@ class RequestLimits:
         if declared is not None and declared > self.max_body_bytes:
             await self._too_large(send)
             return
-        body = await self._read_body(receive)
-        if body is None:
+        try:
+            body = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
             await self._too_large(send)
             return
         if len(body) >= LARGE_BODY_BYTES:
             self._large_bodies = True
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            # After the body only a disconnect can come; let the route see it.
-            return await receive()
-
         app = self.app
         if self.shortcut is not None and self.shortcut[0](scope):
             app = self.shortcut[1]
-        await app(scope, replay, send)
-
-    async def _read_body(self, receive: Receive) -> bytes | None:
-        """The whole body, or ``None`` as soon as it passes the cap (chunked bodies have no length)."""
-        chunks = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                # The client went away; the route gets an empty body and its reply goes nowhere.
-                return bytes(chunks)
-            chunks += message.get("body", b"")
-            if len(chunks) > self.max_body_bytes:
-                return None
-            if not message.get("more_body", False):
-                return bytes(chunks)
+        # After the body only a disconnect can come; the route sees it through the replay.
+        await app(scope, replay(body, receive), send)
 
     async def _too_large(self, send: Send) -> None:
         # The connection stays open: a client still sending would otherwise get a reset instead of
