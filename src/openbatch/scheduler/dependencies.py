@@ -26,6 +26,7 @@ class DependencyMixin(EngineCore):
         """
         changes: list[StatusChange] = []
         parent: Job | None = None
+        children = 0
         for job in jobs:
             if job.is_array_parent:
                 parent = job if job.status is S.SUBMITTED and not job.spec.depends_on else None
@@ -35,13 +36,13 @@ class DependencyMixin(EngineCore):
             if job.parent_id is not None:
                 if parent is not None and job.parent_id == parent.id and job.status is S.PENDING and not job.deps:
                     changes.append(StatusChange(job.id, t.make_runnable(job, now), job.status, now, job))
+                    children += 1
                 continue
             if job.status is S.SUBMITTED and not job.deps and not job.is_multinode_parent and job.cancel_reason is None:
                 changes.append(StatusChange(job.id, t.make_runnable(job, now), job.status, now, job))
         if parent is not None and parent.status_summary is not None:
-            moved = sum(1 for c in changes if c.job.parent_id == parent.id)
-            parent.status_summary[S.PENDING.value] -= moved
-            parent.status_summary[S.RUNNABLE.value] += moved
+            parent.status_summary[S.PENDING.value] -= children
+            parent.status_summary[S.RUNNABLE.value] += children
             parent.summary_updated_at = now
         return changes
 

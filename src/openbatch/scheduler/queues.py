@@ -142,7 +142,7 @@ class FifoQueue:
         """Whether ``job`` waits here as part of a run (its ``Job`` need not stay in memory)."""
         if self._materialise is None or not parkable(job) or job.parent_id is None or job.array_index is None:
             return False
-        return any(job.array_index in run for run in self._runs(job.parent_id))
+        return self.holds(job.parent_id, job.array_index)
 
     def _runs(self, parent_id: str) -> list[ChildRun]:
         return [entry for key in self._runs_of.get(parent_id, ()) if isinstance(entry := self._entries[key], ChildRun)]
@@ -196,13 +196,10 @@ class FifoQueue:
 
     def find(self, parent_id: str, index: int) -> Job | None:
         """Child ``index`` of ``parent_id`` if it waits in a run here, made live (it keeps its place)."""
-        if self._materialise is None:
+        if self._materialise is None or not self.holds(parent_id, index):
             return None
-        for run in self._runs(parent_id):
-            if index in run:
-                found = self._materialise(parent_id, [index])
-                return found[0] if found else None
-        return None
+        found = self._materialise(parent_id, [index])
+        return found[0] if found else None
 
     # --- the queue ------------------------------------------------------------------------
 

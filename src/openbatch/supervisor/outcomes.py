@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -91,16 +91,7 @@ class AttemptOutcome:
         )
 
     def to_row(self) -> dict[str, Any]:
-        return {
-            "job_id": self.job_id,
-            "attempt": self.attempt,
-            "host": self.host,
-            "exit_code": self.exit_code,
-            "reason": self.reason,
-            "started": self.started,
-            "started_at": self.started_at,
-            "stopped_at": self.stopped_at,
-        }
+        return asdict(self)
 
 
 def write_outcomes(conn: Connection, outcomes: Sequence[AttemptOutcome]) -> None:
