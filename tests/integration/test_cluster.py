@@ -36,6 +36,24 @@ TARGET = 1000
 LOST_HOST_SECONDS = 6
 
 
+def _leader_and_follower(
+    tmp_path: Path, postgres_url: str, options: tuple[str, ...], env: dict[str, str]
+) -> tuple[ServerProcess, ServerProcess]:
+    """Two servers on one database (data dirs ``a`` and ``b``): the first leads, the second follows it."""
+    first = ServerProcess(tmp_path / "a", database_url=postgres_url, extra_args=options, env=env).start()
+    second: ServerProcess | None = None
+    try:
+        wait_for(lambda: _cluster(first)["role"] == "leader", timeout=60)
+        second = ServerProcess(tmp_path / "b", database_url=postgres_url, extra_args=options, env=env).start()
+        wait_for(lambda: _cluster(second)["leader"] == first.url, timeout=30)
+    except BaseException:
+        first.stop()
+        if second is not None:
+            second.stop()
+        raise
+    return first, second
+
+
 def _cluster(server: ServerProcess) -> dict[str, Any]:
     state: dict[str, Any] = httpx.get(f"{server.url}/health/cluster", timeout=5).json()
     return state
@@ -101,14 +119,10 @@ def test_leader_sigkilled_while_jobs_flow_through_both_servers(
     name, _, value = token.partition("=")
     options = ("--kill-grace-seconds", "1", "--lost-host-seconds", str(LOST_HOST_SECONDS))
     env = {name: value, "OPENBATCH_JOB_ENV": name, "OPENBATCH_GPUS": ""}
-    first = ServerProcess(tmp_path / "a", database_url=postgres_url, extra_args=options, env=env).start()
-    second: ServerProcess | None = None
+    first, second = _leader_and_follower(tmp_path, postgres_url, options, env)
     runs = tmp_path / "runs"
     runs.touch()
     try:
-        wait_for(lambda: _cluster(first)["role"] == "leader", timeout=60)
-        second = ServerProcess(tmp_path / "b", database_url=postgres_url, extra_args=options, env=env).start()
-        wait_for(lambda: _cluster(second)["leader"] == first.url, timeout=30)
         assert _cluster(second)["role"] == "follower"
         lost_instance = _cluster(first)["instance"]
 
@@ -162,8 +176,7 @@ def test_leader_sigkilled_while_jobs_flow_through_both_servers(
         assert wait_for_status(first.batch(), again["jobId"], ["SUCCEEDED", "FAILED"])["status"] == "SUCCEEDED"
     finally:
         first.stop()
-        if second is not None:
-            second.stop()
+        second.stop()
     time.sleep(1.0)
     orphans = _processes_with(token)
 
@@ -269,14 +282,10 @@ def test_attempts_ending_while_no_server_is_connected_keep_their_own_outcome(tmp
     # Long enough that the jobs below end well before their supervisor's fence (a quarter of this).
     options = ("--kill-grace-seconds", "1", "--lost-host-seconds", "20")
     env = {"OPENBATCH_GPUS": ""}
-    first = ServerProcess(tmp_path / "a", database_url=postgres_url, extra_args=options, env=env).start()
-    second: ServerProcess | None = None
+    first, second = _leader_and_follower(tmp_path, postgres_url, options, env)
     runs = tmp_path / "runs"
     runs.touch()
     try:
-        wait_for(lambda: _cluster(first)["role"] == "leader", timeout=60)
-        second = ServerProcess(tmp_path / "b", database_url=postgres_url, extra_args=options, env=env).start()
-        wait_for(lambda: _cluster(second)["leader"] == first.url, timeout=30)
         batch = second.batch()
         queue = make_queue(batch)
 
@@ -312,8 +321,7 @@ def test_attempts_ending_while_no_server_is_connected_keep_their_own_outcome(tmp
         }
     finally:
         first.stop()
-        if second is not None:
-            second.stop()
+        second.stop()
 
     for job_id in (succeeds, told):
         job = jobs[job_id]
