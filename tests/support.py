@@ -192,6 +192,31 @@ def make_queue(
     return queue
 
 
+def fairshare_queue(
+    batch: BatchClient,
+    max_vcpus: int,
+    shares: list[dict[str, Any]],
+    decay: int = 0,
+    *,
+    state: Literal["ENABLED", "DISABLED"] = "ENABLED",
+) -> str:
+    """A fresh compute environment (in ``state``) and a job queue with a fair-share policy; returns the queue name."""
+    ce = unique("ce")
+    batch.create_compute_environment(
+        computeEnvironmentName=ce, type="MANAGED", state=state, computeResources=compute_resources("EC2", max_vcpus)
+    )
+    fairshare: Any = {"shareDecaySeconds": decay, "shareDistribution": shares}
+    policy = batch.create_scheduling_policy(name=unique("fs"), fairsharePolicy=fairshare)["arn"]
+    queue = unique("q")
+    batch.create_job_queue(
+        jobQueueName=queue,
+        priority=1,
+        schedulingPolicyArn=policy,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
+    )
+    return queue
+
+
 def shell_definition(batch: BatchClient, script: str = "true", **kwargs: Any) -> str:
     """Register a job definition running ``sh -c script``; returns ``name:revision``."""
     name = unique("jd")

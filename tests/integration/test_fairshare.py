@@ -6,30 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.compute import compute_resources
-from tests.support import client_exception, shell_definition, unique, wait_for, wait_for_status
+from tests.support import client_exception, fairshare_queue, shell_definition, wait_for, wait_for_status
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
 
 DONE = ("SUCCEEDED", "FAILED")
-
-
-def fairshare_queue(batch: BatchClient, max_vcpus: int, shares: list[dict[str, Any]], decay: int = 0) -> str:
-    ce = unique("ce")
-    batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", computeResources=compute_resources("EC2", max_vcpus)
-    )
-    fairshare: Any = {"shareDecaySeconds": decay, "shareDistribution": shares}
-    policy = batch.create_scheduling_policy(name=unique("fs"), fairsharePolicy=fairshare)["arn"]
-    queue = unique("q")
-    batch.create_job_queue(
-        jobQueueName=queue,
-        priority=1,
-        schedulingPolicyArn=policy,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-    )
-    return queue
 
 
 def children(batch: BatchClient, parent: str, size: int) -> list[dict[str, Any]]:

@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.compute import compute_resources
-from tests.support import ServerProcess, make_queue, shell_definition, unique, wait_for, wait_for_status
+from tests.support import ServerProcess, fairshare_queue, make_queue, shell_definition, wait_for, wait_for_status
 
 if TYPE_CHECKING:
     from mypy_boto3_batch import BatchClient
@@ -44,24 +43,6 @@ def held_queue(batch: BatchClient) -> str:
 def release(batch: BatchClient, queue: str) -> None:
     for entry in batch.describe_job_queues(jobQueues=[queue])["jobQueues"][0]["computeEnvironmentOrder"]:
         batch.update_compute_environment(computeEnvironment=entry["computeEnvironment"], state="ENABLED")
-
-
-def fairshare_queue(batch: BatchClient) -> str:
-    ce = unique("ce")
-    batch.create_compute_environment(
-        computeEnvironmentName=ce, type="MANAGED", state="DISABLED", computeResources=compute_resources("EC2", 1)
-    )
-    policy = batch.create_scheduling_policy(
-        name=unique("fs"), fairsharePolicy={"shareDecaySeconds": 0, "shareDistribution": [{"shareIdentifier": "a"}]}
-    )["arn"]
-    queue = unique("q")
-    batch.create_job_queue(
-        jobQueueName=queue,
-        priority=1,
-        schedulingPolicyArn=policy,
-        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce}],
-    )
-    return queue
 
 
 def held_in_ranges(server: ServerProcess) -> float:
@@ -178,7 +159,7 @@ def test_children_in_ranges_behave_as_jobs_do(server: ServerProcess, tmp_path: P
         timeout={"attemptDurationSeconds": 600},
     )
     fifo_queue = held_queue(batch)
-    fair_queue = fairshare_queue(batch)
+    fair_queue = fairshare_queue(batch, 1, [{"shareIdentifier": "a"}], state="DISABLED")
     before = held_in_ranges(server)
     fifo = Scenario(batch, fifo_queue, definition, None)
     fair = Scenario(batch, fair_queue, definition, "a")
