@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 from sqlalchemy import create_engine
 
@@ -14,18 +11,9 @@ from openbatch.store.sql import SqlStore
 from openbatch.supervisor.outcomes import CHANNEL, AttemptOutcome, OutcomeWriter, RecordedOutcomes
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'openbatch.db'}"
-    else:
-        url = normalize_database_url(request.getfixturevalue("postgres_url"))
-    store = SqlStore(url)
-    store.migrate()
-    try:
-        yield store
-    finally:
-        store.close()
+@pytest.fixture
+def store(migrated_store: SqlStore) -> SqlStore:
+    return migrated_store
 
 
 def _outcome(job_id: str, attempt: int = 1, exit_code: int | None = 0, reason: str | None = None) -> AttemptOutcome:

@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from openbatch.clock import FakeClock
-from openbatch.config import normalize_database_url
 from openbatch.events.service import EventsError, EventsService
 from openbatch.events.store import DEAD, DELIVERED, PENDING, EventsStore, NewDelivery
 from openbatch.store.sql import SqlStore
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventsService]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'openbatch.db'}"
-    else:
-        url = normalize_database_url(request.getfixturevalue("postgres_url"))
-    store = SqlStore(url)
-    store.migrate()
-    events = EventsStore(store.engine)
+@pytest.fixture
+def service(migrated_store: SqlStore) -> Iterator[EventsService]:
+    events = EventsStore(migrated_store.engine)
     try:
         yield EventsService(
             events, FakeClock(), region="us-east-1", account="123456789012", public_url="http://127.0.0.1:1"
         )
     finally:
         events.close()
-        store.close()
 
 
 def test_routing_fans_out_to_confirmed_subscriptions_only(service: EventsService) -> None:
