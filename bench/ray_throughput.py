@@ -17,7 +17,9 @@ Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4]``
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -63,6 +65,82 @@ def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[float]:
     return [float(line) for line in out.stdout.split()]
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _role(pid: str, server: int) -> str | None:
+    """Which part of the run a process is: the server, Ray's own services, the dispatcher, Ray workers."""
+    if int(pid) == server:
+        return "server"
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return None
+    if "Dispatcher" in command:
+        return "dispatcher actor"
+    if command.startswith("ray::") or "default_worker.py" in command:
+        return "Ray workers"
+    if "raylet" in command or "gcs_server" in command or "ray/" in command or "ray " in command:
+        return "Ray services (raylet, GCS, agents)"
+    return None
+
+
+def cpu_by_role(server: int) -> dict[str, float]:
+    """CPU seconds so far of every process of the run, by role; a worker's waited-for children included."""
+    totals: dict[str, float] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        role = _role(pid, server)
+        if role is None:
+            continue
+        try:
+            data = Path(f"/proc/{pid}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        own = int(fields[11]) + int(fields[12])  # utime, stime
+        children = int(fields[13]) + int(fields[14])  # cutime, cstime: the jobs' processes, once waited for
+        if role == "Ray workers":
+            totals["Ray workers: jobs' processes"] = totals.get("Ray workers: jobs' processes", 0.0) + children / _TICK
+            children = 0
+        totals[role] = totals.get(role, 0.0) + (own + children) / _TICK
+    return totals
+
+
+def machine_cpu() -> float:
+    """CPU seconds the whole machine has spent busy (all cores, from /proc/stat), so far."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    ticks = [int(value) for value in fields]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / _TICK
+
+
+def dispatcher_stats(address: str) -> dict[str, int]:
+    """What the server's dispatcher actor counted (slot tasks, slot calls, attempts handed), read by a driver."""
+    code = (
+        "import json, sys, ray; ray.init(address=sys.argv[1], _node_ip_address='127.0.0.2', log_to_driver=False,"
+        " configure_logging=False); [name] = [a['name'] for a in ray.util.list_named_actors(all_namespaces=True)"
+        " if a['namespace'] == 'openbatch']; print(json.dumps(ray.get(ray.get_actor(name, namespace='openbatch')"
+        ".stats.remote())))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, address],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"},
+    )
+    counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return counts
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def openbatch_rate(server: ServerProcess, jobs: int) -> float:
     api = Api(server.url)
     try:
@@ -105,12 +183,24 @@ def main() -> None:
                 env={"RAY_USAGE_STATS_ENABLED": "0"},
             ).start(timeout=180)
             try:
+                assert server.process is not None
+                plain_before = cpu_by_role(server.process.pid)
+                plain_before["machine, all processes"] = machine_cpu()
+                driver_before = _children_cpu()
                 before = plain_ray_rate(cluster.address, args.jobs, 1)[0]
+                plain_after = cpu_by_role(server.process.pid)
+                plain_after["plain Ray driver"] = _children_cpu() - driver_before
+                plain_after["machine, all processes"] = machine_cpu()
                 # Warm-up right before the measurement, as the baseline's driver warms up its own: a Ray
                 # worker serves one driver's job and a node keeps few idle ones, so the baseline's run
                 # replaces the dispatcher's task workers.
                 openbatch_rate(server, 20)
+                cpu_before = cpu_by_role(server.process.pid)
+                cpu_before["machine, all processes"] = machine_cpu()
                 ours = openbatch_rate(server, args.jobs)
+                cpu_after = cpu_by_role(server.process.pid)
+                cpu_after["machine, all processes"] = machine_cpu()
+                counts = dispatcher_stats(cluster.address)
                 after = plain_ray_rate(cluster.address, args.jobs, 1)[0]
             finally:
                 server.stop()
@@ -121,6 +211,17 @@ def main() -> None:
     print(f"OpenBatch array of {args.jobs} on Ray:     {ours:8.1f} jobs/s")
     print(f"OpenBatch / plain Ray:              {ours / baseline:8.1%}  (target >= 70%)")
     print(f"load average (1 min) at the end:    {os.getloadavg()[0]:8.1f}")
+    print(
+        f"dispatcher, since it started (warm-up of 20 included): {counts['handed']} attempts in "
+        f"{counts['slots']} Ray tasks and {counts['calls']} slot calls; {counts['reports']} reports, "
+        f"{counts['returned']} attempts given back"
+    )
+    print("CPU per job or task, by process, in ms (Ray workers that ended during a run are not counted):")
+    print(f"  {'':38s} {'OpenBatch':>9s} {'plain Ray':>9s}")
+    for role in sorted(set(cpu_after) | set(plain_after), key=lambda role: (role.startswith("machine"), role)):
+        ours_ms = (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) * 1000 / args.jobs
+        plain_ms = (plain_after.get(role, 0.0) - plain_before.get(role, 0.0)) * 1000 / args.jobs
+        print(f"  {role:38s} {ours_ms:9.2f} {plain_ms:9.2f}")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ _POLL_WAIT_SECONDS = 0.5
 _NODES_SECONDS = 1.0
 _RETRY_SECONDS = 2.0
 _MIB = 1024 * 1024
-QUEUED_PER_CPU = 1.0
-"""vCPUs of attempts handed to Ray beyond its CPUs, per CPU (see ``RayCluster.refusal``)."""
+QUEUED_SECONDS = 0.25
+"""About this much work per CPU is handed to Ray beyond what runs (see ``RayCluster.queued_per_cpu``)."""
+MAX_QUEUED_PER_CPU = 16.0
+_RUN_TIME_WEIGHT = 0.05
+"""Weight of each attempt's run time in the running average that sets how many are queued in Ray."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,8 @@ class RayCluster:
         self._polls_sent = 0
         self._deferred: dict[str, tuple[ExitInfo, int]] = {}
         """Re-attached attempts that had ended: (exit, polls sent when attached)."""
+        self._run_seconds: float | None = None
+        """Running average of how long attempts ran on the cluster (process start to end)."""
 
     # --- connection --------------------------------------------------------------------
 
@@ -267,11 +272,32 @@ class RayCluster:
                         self.on_start(job_id, int(number), payload.get("startedAt"))
                 elif kind == "exit":
                     self._write(key, payload.get("lines", ()))
-                    self._deliver(key, exit_from_result(payload))
+                    info = exit_from_result(payload)
+                    self._ran(info)
+                    self._deliver(key, info)
             for key, (info, attached) in list(self._deferred.items()):
                 if attached < sent:
                     del self._deferred[key]
                     self._deliver(key, info)
+
+    def _ran(self, info: ExitInfo) -> None:
+        if info.started_at is None or info.ended_at is None or not info.started:
+            return
+        seconds = max(info.ended_at - info.started_at, 0) / 1000
+        average = self._run_seconds
+        self._run_seconds = seconds if average is None else average + _RUN_TIME_WEIGHT * (seconds - average)
+
+    def queued_per_cpu(self) -> float:
+        """vCPUs of attempts handed to Ray beyond its CPUs, per CPU: about ``QUEUED_SECONDS`` of work at the
+        recent attempts' average run time, at least one attempt and at most ``MAX_QUEUED_PER_CPU``.
+
+        So a CPU takes its next attempt without a round trip through the server, and the dispatcher can
+        hand a slot several short attempts in one call (see ``dispatcher.py``); while attempts are long,
+        at most one per CPU waits in Ray, so the server's own order (priorities, fair share) decides the
+        rest."""
+        if self._run_seconds is None:
+            return 1.0
+        return max(1.0, min(MAX_QUEUED_PER_CPU, QUEUED_SECONDS / max(self._run_seconds, 0.001)))
 
     def _write(self, key: str, lines: Iterable[tuple[int, str]]) -> None:
         lines = list(lines)
@@ -431,7 +457,7 @@ class RayCluster:
         # queue (STARTING): each CPU takes its next task as soon as it is free, as with plain Ray tasks,
         # instead of idling for a round trip through this server. Only where the cluster, not maxvCpus,
         # is the limit: Ray then never runs more than maxvCpus of them at once.
-        queued = total_cpus * QUEUED_PER_CPU if ce.max_vcpus >= total_cpus else 0.0
+        queued = round(total_cpus * self.queued_per_cpu()) if ce.max_vcpus >= total_cpus else 0.0
         free = min(ce.max_vcpus + queued - vcpus_used, total_cpus + queued - self._used.cpus)
         if need.vcpus > free:
             also = f", and {queued:g} vCPUs of attempts queued in Ray" if queued else ""

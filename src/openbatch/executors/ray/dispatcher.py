@@ -7,6 +7,14 @@ and keeps them until the server acknowledges them. A restarted server finds the 
 name, asks what it holds (``known``), and reads on from the first event it has not
 acknowledged: running attempts are followed again and nothing they printed is lost.
 
+Any other attempt waits in a queue of its shape (the Ray options it asks: CPUs, memory, GPUs,
+custom resources) for a slot: a Ray task with those options (``task.run_slot``) that takes
+attempts of its shape one after another. A slot is submitted for each attempt queued beyond the
+slots already on their way, so every attempt has a Ray task asking for its resources, as with one
+task per attempt; a running slot that finishes an attempt takes the next of its shape at once
+(one actor call), unless an attempt of another shape has waited longer: then it ends, and Ray
+hands its resources on. A slot that finds nothing waits a moment for the server's next attempt.
+
 The nodes of a multi-node parallel job (a spec with ``nodeGroup``) are placed together: the
 first of them to arrive reserves a placement group, one bundle per node, STRICT_SPREAD (each
 node on a Ray node of its own, as each node of such a job gets an instance of its own on AWS).
@@ -17,7 +25,10 @@ main node's address filled in; the group is removed when every node's attempt ha
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import time
+from collections import deque
 from typing import Any
 
 import ray
@@ -25,7 +36,7 @@ from ray import exceptions as rex
 from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from openbatch.executors.ray.task import run_attempt
+from openbatch.executors.ray.task import run_attempt, run_slot
 
 HOST_LOST = "The host stopped while this attempt was running"
 """Same text as ``executors.base.HOST_LOST`` (not imported: this module runs inside Ray)."""
@@ -38,20 +49,62 @@ GANG_STRATEGY = "STRICT_SPREAD"
 """Every node of a multi-node parallel job on a Ray node of its own (the server waits until enough are free)."""
 MAIN_NODE_ADDRESS = "AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS"
 
+_SLOT_IDLE_SECONDS = 0.1
+"""How long a slot that finds no attempt of its shape waits for one before it hands its resources back:
+long enough for a server to answer an attempt's end with the next (a chain of dependent jobs)."""
+
+_BATCH = 16
+"""At most this many attempts handed to a slot at once (they run back to back; see ``task.run_slot``)."""
+
 _remote_attempt = ray.remote(max_retries=0)(run_attempt)
+_remote_slot = ray.remote(max_retries=0)(run_slot)
 
 
 class _Attempt:
-    __slots__ = ("exit", "node", "options", "ref", "spec", "stop")
+    __slots__ = ("exit", "node", "options", "order", "ref", "slot", "spec", "stop")
 
-    def __init__(self, spec: dict[str, Any], options: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], options: dict[str, Any], order: int) -> None:
         self.spec = spec
         self.options = options
+        self.order = order
+        """Launch order: a slot takes an attempt of its own shape only if none of another shape waited longer."""
         self.ref: Any = None
-        """The task, once submitted (a node of a multi-node job: once its placement group is ready)."""
+        """The task of a node of a multi-node job, once its placement group is ready."""
+        self.slot: _Slot | None = None
+        """The slot running it, once one took it."""
         self.node: str | None = None
         self.exit: dict[str, Any] | None = None
         self.stop: tuple[float, str | None] | None = None
+
+
+class _Slot:
+    """A Ray task running attempts of one shape, one after another (``task.run_slot``)."""
+
+    __slots__ = ("held", "node", "ref", "shape")
+
+    def __init__(self, shape: str) -> None:
+        self.shape = shape
+        self.ref: Any = None
+        self.node: str | None = None
+        """Its node's address, from its first call; None while Ray has not started it."""
+        self.held: dict[str, None] = {}
+        """The attempts handed to it whose exits it has not sent yet, in the order handed."""
+
+
+class _Shape:
+    """The attempts of one shape waiting for a slot, and its slots."""
+
+    __slots__ = ("idle", "options", "queue", "running", "starting")
+
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.queue: deque[str] = deque()
+        self.starting = 0
+        """Slots submitted to Ray and not started yet: each stands for an attempt in the queue."""
+        self.running = 0
+        """Slots started and not ended."""
+        self.idle: deque[asyncio.Future[str | None]] = deque()
+        """Slots waiting for an attempt of this shape, oldest first."""
 
 
 class _Gang:
@@ -76,6 +129,12 @@ class Dispatcher:
         self._new = asyncio.Event()
         self._gangs: dict[str, _Gang] = {}
         """Multi-node jobs' attempts by ``nodeGroup`` key, until every node of one has ended."""
+        self._shapes: dict[str, _Shape] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._order = itertools.count()
+        self._counts = {"slots": 0, "calls": 0, "handed": 0, "reports": 0, "returned": 0}
+        """What the slots did, for ``stats`` (how many attempts each Ray task and each call carried)."""
+        self._slot_ids = itertools.count()
 
     def _emit(self, kind: str, key: str, payload: Any) -> None:
         self._number += 1
@@ -90,10 +149,10 @@ class Dispatcher:
         for key, spec, options in batch:
             if key in self._attempts:
                 continue  # launched before, by a server that did not learn of it: follow that launch
-            attempt = self._attempts[key] = _Attempt(spec, options)
+            attempt = self._attempts[key] = _Attempt(spec, options, next(self._order))
             group = spec.get("nodeGroup")
             if group is None:
-                self._submit(key, attempt)
+                self._enqueue(key, attempt)
                 continue
             gang = self._gangs.get(group["key"])
             if gang is None:
@@ -105,6 +164,191 @@ class Dispatcher:
             gang.members[int(group["index"])] = key
             if gang.ready:
                 self._submit_node(key, attempt, gang)
+
+    # --- slots ------------------------------------------------------------------------------------
+
+    def _enqueue(self, key: str, attempt: _Attempt) -> None:
+        name = json.dumps(attempt.options, sort_keys=True)
+        shape = self._shapes.get(name)
+        if shape is None:
+            shape = self._shapes[name] = _Shape(attempt.options)
+        shape.queue.append(key)
+        self._serve(name, shape)
+
+    def _serve(self, name: str, shape: _Shape) -> None:
+        """Hand queued attempts to idle slots; submit a slot for each one left beyond the slots on their way."""
+        while shape.idle and shape.queue:
+            waiting = shape.idle.popleft()
+            if not waiting.done():
+                waiting.set_result(shape.queue.popleft())
+        while shape.starting < len(shape.queue):
+            if not self._submit_slot(name, shape):
+                return
+
+    def _submit_slot(self, name: str, shape: _Shape) -> bool:
+        context = ray.get_runtime_context()
+        me = (context.get_actor_name(), context.namespace)
+        slot_id = f"{next(self._slot_ids)}"
+        slot = _Slot(name)
+        try:
+            slot.ref = _remote_slot.options(**shape.options).remote(me, slot_id)
+        except Exception as exc:
+            # Options Ray refuses: every attempt of this shape waiting ends, not started.
+            self._fail_queue(shape, {"started": False, "reason": f"CannotStartContainerError: {exc}", "lines": []})
+            return False
+        self._slots[slot_id] = slot
+        shape.starting += 1
+        self._counts["slots"] += 1
+        asyncio.get_running_loop().create_task(self._follow_slot(slot_id, slot))
+        return True
+
+    def _fail_queue(self, shape: _Shape, result: dict[str, Any]) -> None:
+        for key in list(shape.queue):
+            self._end(key, {**result, "endedAt": _now()})
+        shape.queue.clear()
+
+    def _take(self, name: str, shape: _Shape) -> list[str]:
+        """The next attempts for a slot of shape ``name``: the oldest of its shape, its share of them when
+        many wait, but none that waited less than an attempt of another shape (the slot then ends and Ray
+        hands its resources on)."""
+        if not shape.queue:
+            return []
+        oldest_elsewhere = min(
+            (self._attempts[other.queue[0]].order for n, other in self._shapes.items() if n != name and other.queue),
+            default=None,
+        )
+        share = min(_BATCH, max(1, -(-len(shape.queue) // max(1, shape.running))))
+        taken: list[str] = []
+        while shape.queue and len(taken) < share:
+            attempt = self._attempts.get(shape.queue[0])
+            if attempt is not None and oldest_elsewhere is not None and attempt.order > oldest_elsewhere:
+                break
+            key = shape.queue.popleft()
+            if attempt is not None and attempt.exit is None:
+                taken.append(key)
+        return taken
+
+    def _waiting_elsewhere(self, name: str) -> bool:
+        return any(other.queue for other_name, other in self._shapes.items() if other_name != name)
+
+    def _ended_in_slot(self, ended: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, result in ended:
+            attempt = self._attempts.get(key)
+            if attempt is None or attempt.exit is not None:
+                continue  # forgotten, or sent again after a report that did reach this actor
+            if attempt.slot is not None:
+                attempt.slot.held.pop(key, None)
+            result.setdefault("endedAt", _now())
+            self._end(key, result)
+
+    def _requeue(self, keys: list[str]) -> None:
+        """Attempts a slot gives back, not started: first in their queue again (they are the oldest)."""
+        shapes: dict[str, _Shape] = {}
+        for key in reversed(keys):
+            attempt = self._attempts.get(key)
+            if attempt is None or attempt.exit is not None or attempt.slot is None:
+                continue
+            name = attempt.slot.shape
+            attempt.slot.held.pop(key, None)
+            attempt.slot = None
+            shape = self._shapes.get(name)
+            if shape is None:
+                shape = self._shapes[name] = _Shape(attempt.options)
+            shape.queue.appendleft(key)
+            shapes[name] = shape
+        for name, shape in shapes.items():
+            self._serve(name, shape)
+
+    async def next(
+        self, slot_id: str, node: str, ended: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, dict[str, Any]]] | None:
+        """From a slot: the exits of the attempts it ran; the answer is its next attempts, or None to end."""
+        slot = self._slots.get(slot_id)
+        if slot is None:
+            return None  # a slot of this actor before it restarted: its attempts are gone with that state
+        shape = self._shapes.get(slot.shape)
+        if shape is None:
+            shape = self._shapes[slot.shape] = _Shape({})
+        done_before = slot.node is not None
+        if slot.node is None:
+            slot.node = node
+            shape.starting -= 1
+            shape.running += 1
+        self._ended_in_slot(ended)
+        self._counts["calls"] += 1
+        keys = self._take(slot.shape, shape)
+        if not keys and (ended or done_before) and not self._waiting_elsewhere(slot.shape):
+            # Only a slot that ran something waits (for the next link of a chain, say); one that finds
+            # its attempt taken by a slot that was quicker ends at once.
+            waiting: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            shape.idle.append(waiting)
+            key: str | None = None
+            try:
+                key = await asyncio.wait_for(asyncio.shield(waiting), _SLOT_IDLE_SECONDS)
+            except TimeoutError:
+                if waiting.done() and not waiting.cancelled():
+                    key = waiting.result()
+                else:
+                    waiting.cancel()
+            attempt = self._attempts.get(key) if key is not None else None
+            if key is not None and attempt is not None and attempt.exit is None:
+                keys = [key]
+        if not keys:
+            del self._slots[slot_id]
+            return None
+        work = []
+        for key in keys:
+            attempt = self._attempts[key]
+            attempt.slot = slot
+            slot.held[key] = None
+            work.append((key, attempt.spec))
+        self._counts["handed"] += len(work)
+        return work
+
+    async def _follow_slot(self, slot_id: str, slot: _Slot) -> None:
+        """A slot's task ends: normally once it is given nothing more; otherwise with what it held."""
+        try:
+            await slot.ref
+            result: dict[str, Any] | None = None
+        except rex.TaskCancelledError:
+            result = {"started": True, "exitCode": 137, "lines": []}
+        except _LOST_ERRORS as exc:
+            result = {"started": True, "exitCode": None, "reason": HOST_LOST, "lines": []}
+            result["lostHost"] = slot.node or _node_of(exc)
+        except Exception as exc:
+            result = {"started": False, "reason": f"CannotStartContainerError: {type(exc).__name__}: {exc}"}
+            result["lines"] = []
+        self._slots.pop(slot_id, None)
+        shape = self._shapes.get(slot.shape)
+        if shape is not None:
+            if slot.node is None:
+                shape.starting -= 1  # it never started (a lost node, a worker that failed to start)
+            else:
+                shape.running -= 1
+        held = list(slot.held)
+        if result is None:
+            self._requeue(held)  # given back in a report that may not have arrived: never started here
+        else:
+            for key in held:
+                attempt = self._attempts.get(key)
+                if attempt is None or attempt.exit is not None:
+                    continue
+                if result.get("exitCode") == 137 and attempt.node is None:
+                    # Cancelled before it reported: it had not started, or had run for a moment at most.
+                    ended = {"started": False, "lines": [], "reason": attempt.stop[1] if attempt.stop else None}
+                else:
+                    ended = dict(result)
+                    if attempt.stop is not None and result.get("exitCode") == 137:
+                        ended["reason"] = attempt.stop[1]
+                ended["endedAt"] = _now()
+                self._end(key, ended)
+        if shape is None:
+            return
+        if result is not None and result.get("started") is False and slot.node is None:
+            self._fail_queue(shape, result)  # its task could not start at all: the rest would wait for ever
+        self._serve(slot.shape, shape)
+        if not (shape.queue or shape.starting or shape.running or shape.idle):
+            del self._shapes[slot.shape]
 
     def _reserve(self, group: dict[str, Any]) -> _Gang:
         """The placement group of one attempt of a multi-node job; its nodes start once it is ready."""
@@ -198,9 +442,22 @@ class Dispatcher:
             self._release(key, attempt)
 
     async def report(
-        self, key: str, node: str, lines: list[tuple[int, str]], started: int | None = None
+        self,
+        key: str,
+        node: str,
+        lines: list[tuple[int, str]],
+        started: int | None = None,
+        ended: list[tuple[str, dict[str, Any]]] | None = None,
+        returned: list[str] | None = None,
     ) -> tuple[float, str | None] | None:
-        """From a running attempt: its node, new output, when it started; the answer is a stop request, if any."""
+        """From a running attempt: its node, new output, when it started; from its slot, the exits of the
+        attempts it ran before and those it gives back. The answer is a stop request, if any."""
+        self._counts["reports"] += 1
+        if ended:
+            self._ended_in_slot(ended)
+        if returned:
+            self._counts["returned"] += len(returned)
+            self._requeue(returned)
         attempt = self._attempts.get(key)
         if attempt is None:
             return (0.0, None)  # forgotten: nobody follows it any more
@@ -219,6 +476,9 @@ class Dispatcher:
             return
         if attempt.stop is None or grace < attempt.stop[0]:
             attempt.stop = (grace, reason)
+        if attempt.spec.get("nodeGroup") is None:
+            self._stop_in_slot(key, attempt, grace)
+            return
         if attempt.ref is None:
             # A node whose multi-node job still waits for its placement group: it never starts.
             self._end(key, {"started": False, "reason": reason, "lines": [], "endedAt": int(time.time() * 1000)})
@@ -229,6 +489,25 @@ class Dispatcher:
             # _UNREPORTED_SECONDS) or still waiting for resources, which cancelling drops.
             loop.call_later(_UNREPORTED_SECONDS, self._cancel_unreported, key)
         loop.call_later(grace + _FORCE_AFTER_SECONDS, self._force, key)
+
+    def _stop_in_slot(self, key: str, attempt: _Attempt, grace: float) -> None:
+        if attempt.slot is None:
+            # Still waiting for a slot: it never starts.
+            shape = self._shapes.get(json.dumps(attempt.options, sort_keys=True))
+            if shape is not None and key in shape.queue:
+                shape.queue.remove(key)
+            assert attempt.stop is not None
+            self._end(key, {"started": False, "reason": attempt.stop[1], "lines": [], "endedAt": _now()})
+            return
+        # Running: its next report (within task._FIRST_REPORT_SECONDS of its start, then every
+        # task._HEARTBEAT_SECONDS) picks the stop up; a slot that does not end it is cancelled.
+        asyncio.get_running_loop().call_later(grace + _FORCE_AFTER_SECONDS, self._force_slot, key)
+
+    def _force_slot(self, key: str) -> None:
+        attempt = self._attempts.get(key)
+        slot = attempt.slot if attempt is not None else None
+        if attempt is not None and attempt.exit is None and slot is not None and slot.ref is not None:
+            ray.cancel(slot.ref, force=True)
 
     def _cancel_unreported(self, key: str) -> None:
         attempt = self._attempts.get(key)
@@ -262,8 +541,17 @@ class Dispatcher:
         """Every attempt held: (key, spec, exit or None while it runs)."""
         return [(key, attempt.spec, attempt.exit) for key, attempt in self._attempts.items()]
 
+    async def stats(self) -> dict[str, int]:
+        """Counts since the actor started: slot tasks submitted, slot calls, attempts handed, reports, and
+        attempts given back."""
+        return dict(self._counts)
+
     async def last_event(self) -> int:
         return self._number
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
 
 
 def _bundle_addresses(pg: PlacementGroup) -> dict[int, str]:

@@ -1,4 +1,10 @@
-"""What runs on a Ray node for one attempt: the job's command as a process group of its own.
+"""What runs on a Ray node for an attempt: the job's command as a process group of its own.
+
+A slot (``run_slot``) is one Ray task holding one attempt's resources, on the node Ray picked for
+them. It asks the dispatcher for an attempt of that shape, runs it, and hands its exit back with
+the question for the next, until none is waiting: a stream of attempts of one shape costs one
+actor call each instead of one Ray task each, as Ray itself reuses a leased worker for a stream
+of tasks of one scheduling class. (The nodes of a multi-node job run one task each, ``run_attempt``.)
 
 Output is read line by line and sent back to the dispatcher actor in batches (about four a
 second while the job prints), each batch also asking whether the attempt is to be stopped:
@@ -20,6 +26,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +183,66 @@ def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> 
     that a job too short to report (most trivial jobs) costs no actor lookup at all."""
     import ray
 
+    return _run(dispatcher, key, spec, ray.util.get_node_ip_address())
+
+
+class _Hand:
+    """What a slot holds between its calls to the dispatcher: attempts handed to it and not started yet,
+    and the exits of those it ran, not sent yet."""
+
+    __slots__ = ("ended", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[str, dict[str, Any]]] = deque()
+        self.ended: list[tuple[str, dict[str, Any]]] = []
+
+    def give_back(self) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        """For a report: the exits to send, and the attempts it will not start (one runs longer than
+        a moment: the others go back to the queue, for a slot that is free)."""
+        ended, self.ended = self.ended, []
+        returned = list(self.waiting)
+        self.waiting.clear()
+        return ended, returned
+
+    def keep(self, ended: list[tuple[str, dict[str, Any]]]) -> None:
+        """A report that may not have reached the dispatcher: its exits go again with the next call (the
+        dispatcher takes an exit once). What it gave back is not run here: if the dispatcher did not
+        get it, it goes back to the queue when this slot ends."""
+        self.ended[:0] = ended
+
+
+def run_slot(dispatcher: tuple[str, str], slot: str) -> None:
+    """Run attempts of one shape, one after another, for as long as the dispatcher has one for this slot.
+
+    The dispatcher may hand over several at once (when many wait): they run back to back, and their
+    exits go with the next call. An attempt that runs past its first report sends the exits then,
+    and gives back the attempts not started, so that a long job holds up nothing."""
+    import ray
+
     node = ray.util.get_node_ip_address()
+    handle = _dispatcher(*dispatcher)
+    hand = _Hand()
+    while True:
+        if not hand.waiting:
+            ended, hand.ended = hand.ended, []
+            # Not ray.get: that tells the raylet the task is blocked, which lends its CPU to another task
+            # for the wait (two raylet round trips per call, and more attempts running than CPUs).
+            work = _call(handle.next.remote(slot, node, ended))
+            if not work:
+                return
+            hand.waiting.extend(work)
+        key, spec = hand.waiting.popleft()
+        hand.ended.append((key, _run(dispatcher, key, spec, node, hand)))
+
+
+def _call(ref: Any, timeout: float | None = None) -> Any:
+    """The value of an actor call's result, waited for without telling the raylet that this task is blocked."""
+    return ref.future().result(timeout)
+
+
+def _run(
+    dispatcher: tuple[str, str], key: str, spec: dict[str, Any], node: str, hand: _Hand | None = None
+) -> dict[str, Any]:
     environment = {name: os.environ[name] for name in _BASE_ENVIRONMENT if name in os.environ}
     environment.update(spec["environment"])
     # Ray hands the task its GPUs through CUDA_VISIBLE_DEVICES: the job gets the same ones.
@@ -194,8 +260,9 @@ def run_attempt(dispatcher: tuple[str, str], key: str, spec: dict[str, Any]) -> 
             **_PIPES,
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": []}
-    return _Follow(dispatcher, key, spec, proc, node, started).run()
+        ended = int(time.time() * 1000)
+        return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": [], "endedAt": ended}
+    return _Follow(dispatcher, key, spec, proc, node, started, hand).run()
 
 
 class _Follow:
@@ -207,8 +274,10 @@ class _Follow:
         proc: subprocess.Popen[bytes],
         node: str,
         started: int,
+        hand: _Hand | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.hand = hand
         self.started = started
         """Epoch ms the process started: sent with the first report and the result (the job is RUNNING from it)."""
         self.key = key
@@ -290,17 +359,25 @@ class _Follow:
             "reason": self.reason,
             "node": self.node,
             "lines": self.output.take(),
+            "endedAt": int(time.time() * 1000),
         }
 
     def _report(self) -> None:
         """Send pending output; the answer says whether to stop (the grace period, in seconds)."""
-        import ray
-
         try:
             dispatcher = _dispatcher(*self.dispatcher)
-            stop = ray.get(dispatcher.report.remote(self.key, self.node, self.output.take(), self.started))
         except Exception:
-            return  # the dispatcher restarting: the output of this batch is lost, the job goes on
+            return  # the dispatcher restarting: the job goes on
+        ended, returned = self.hand.give_back() if self.hand is not None else ([], [])
+        try:
+            returned_keys = [key for key, _spec in returned]
+            output = self.output.take()
+            stop = _call(dispatcher.report.remote(self.key, self.node, output, self.started, ended, returned_keys), 60)
+        except Exception:
+            # The dispatcher restarting: the output of this batch is lost, the job goes on.
+            if self.hand is not None:
+                self.hand.keep(ended)
+            return
         if stop is None or self.kill_at is not None:
             return
         grace, reason = stop
