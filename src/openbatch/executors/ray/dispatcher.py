@@ -40,6 +40,7 @@ from openbatch.executors.ray.task import run_attempt, run_slot
 
 HOST_LOST = "The host stopped while this attempt was running"
 """Same text as ``executors.base.HOST_LOST`` (not imported: this module runs inside Ray)."""
+EXIT_LOST = "The attempt's exit did not reach the server"
 _FORCE_AFTER_SECONDS = 10.0
 """A stopped attempt whose task has not ended this long after its grace period is force-cancelled."""
 _UNREPORTED_SECONDS = 1.0
@@ -327,7 +328,13 @@ class Dispatcher:
                 shape.running -= 1
         held = list(slot.held)
         if result is None:
-            self._requeue(held)  # given back in a report that may not have arrived: never started here
+            # Left only by a report that did not arrive: what it gave back never started here, and goes back
+            # to the queue. One that reported its start ran, and its exit is lost: it is not run again.
+            self._requeue([key for key in held if key in self._attempts and self._attempts[key].node is None])
+            for key in held:
+                attempt = self._attempts.get(key)
+                if attempt is not None and attempt.exit is None and attempt.slot is slot:
+                    self._end(key, {"started": True, "exitCode": None, "reason": EXIT_LOST, "lines": []})
         else:
             for key in held:
                 attempt = self._attempts.get(key)
