@@ -7,11 +7,15 @@ Starts a Ray cluster on this machine (a head with no CPUs on 127.0.0.2 and two w
   from a driver at once, until the last result: the baseline;
 * OpenBatch: an array job of N children running ``true`` (1 vCPU, 16 MiB each) on the ``default``
   compute environment bound to the cluster (``--ray-address``), from SubmitJob to the parent's
-  SUCCEEDED.
+  ``stoppedAt`` (its last child's end).
 
-The baseline is measured before and after the OpenBatch run; the ratio uses their mean.
+Plain Ray runs two rounds before each OpenBatch run and two after the last; the ratio is the
+mean OpenBatch rate over the mean plain Ray rate. Beside them: CPU per job by process (the
+server, the dispatcher actor, Ray's workers and services) and for the whole machine, with plain
+Ray's whole-machine CPU per task, and what the dispatcher counted (attempts per Ray task and per
+slot call). The rate of either is set by CPU time per job on a small machine.
 
-Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4]``
+Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4] [--rounds 2]``
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,11 @@ RAY_DRIVER = """
 import subprocess, sys, time
 import ray
 
+def machine_cpu():
+    fields = [int(value) for value in open("/proc/stat").readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / TICK
+
+TICK = __import__("os").sysconf("SC_CLK_TCK")
 ray.init(address=sys.argv[1], _node_ip_address="127.0.0.2", log_to_driver=False, configure_logging=False)
 
 @ray.remote(num_cpus=1, max_retries=0)
@@ -45,15 +54,18 @@ def run():
 
 ray.get([run.remote() for _ in range(20)])  # workers started, as the OpenBatch run finds them
 for _ in range(int(sys.argv[3])):
+    busy = machine_cpu()
     start = time.perf_counter()
     codes = ray.get([run.remote() for _ in range(int(sys.argv[2]))])
+    elapsed = time.perf_counter() - start
     assert codes == [0] * len(codes)
-    print(f"{int(sys.argv[2]) / (time.perf_counter() - start):.1f}")
+    print(f"{int(sys.argv[2]) / elapsed:.1f} {(machine_cpu() - busy) * 1000 / int(sys.argv[2]):.3f}")
 """
 
 
-def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[float]:
-    """Tasks per second, in a driver process of its own (as the server is one)."""
+def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[tuple[float, float]]:
+    """(tasks per second, machine CPU ms per task) of each round, in a driver process of its own (as the
+    server is one)."""
     out = subprocess.run(
         [sys.executable, "-c", RAY_DRIVER, address, str(jobs), str(rounds)],
         capture_output=True,
@@ -62,7 +74,7 @@ def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[float]:
         timeout=600,
         env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"},
     )
-    return [float(line) for line in out.stdout.split()]
+    return [(float(rate), float(cpu)) for rate, cpu in (line.split() for line in out.stdout.splitlines())]
 
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -136,31 +148,53 @@ def dispatcher_stats(address: str) -> dict[str, int]:
     return counts
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+def warm_up(server: ServerProcess, cpus: int) -> None:
+    """A Ray worker for every CPU, as the baseline's driver starts its own (a Ray worker serves one driver's
+    job and a node keeps few idle ones, so each plain Ray round replaces the dispatcher's workers): as many
+    0.3 s jobs as there are CPUs, then 20 trivial ones."""
+    api = Api(server.url)
+    try:
+        name = f"sleep-{time.monotonic_ns()}"
+        api.call(
+            "RegisterJobDefinition",
+            jobDefinitionName=name,
+            type="container",
+            containerProperties={
+                "image": "none",
+                "command": ["sleep", "0.3"],
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
+            },
+        )
+        job_id = api.call(
+            "SubmitJob", jobName="warm", jobQueue="default", jobDefinition=name, arrayProperties={"size": cpus}
+        )["jobId"]
+        wait_finished(api, [job_id])
+    finally:
+        api.close()
+    openbatch_rate(server, 20)
 
 
 def openbatch_rate(server: ServerProcess, jobs: int) -> float:
+    """Array children per second, from SubmitJob to the parent's ``stoppedAt`` (set as its last child ends)."""
     api = Api(server.url)
     try:
         name = true_definition(api, f"true-{time.monotonic_ns()}")
-        start = time.perf_counter()
+        start = time.time()
         job_id = api.call(
-            "SubmitJob", jobName="bench", jobQueue="default", jobDefinition=name, arrayProperties={"size": jobs}
+            "SubmitJob", jobName="bench", jobQueue="default", jobDefinition=name, arrayProperties={"size": max(jobs, 2)}
         )["jobId"]
         [job] = wait_finished(api, [job_id])
-        elapsed = time.perf_counter() - start
     finally:
         api.close()
     assert job["status"] == "SUCCEEDED"  # wait_finished raises on a failed job
-    return jobs / elapsed
+    return jobs / (float(job["stoppedAt"]) / 1000 - start)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--jobs", type=int, default=1000, help="tasks and array children per measurement")
     parser.add_argument("--cpus", type=int, default=4, help="logical CPUs of each of the two worker nodes")
+    parser.add_argument("--rounds", type=int, default=2, help="OpenBatch runs, each after two plain Ray rounds")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -175,6 +209,10 @@ def main() -> None:
         f"Ray cluster {cluster.address}: head + 2 workers x {args.cpus} CPUs, up in {up:.1f}s "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
+    plain: list[tuple[float, float]] = []
+    ours: list[float] = []
+    cpu_before: dict[str, float] = {}
+    cpu_after: dict[str, float] = {}
     try:
         with tempfile.TemporaryDirectory() as data:
             server = ServerProcess(
@@ -184,44 +222,46 @@ def main() -> None:
             ).start(timeout=180)
             try:
                 assert server.process is not None
-                plain_before = cpu_by_role(server.process.pid)
-                plain_before["machine, all processes"] = machine_cpu()
-                driver_before = _children_cpu()
-                before = plain_ray_rate(cluster.address, args.jobs, 1)[0]
-                plain_after = cpu_by_role(server.process.pid)
-                plain_after["plain Ray driver"] = _children_cpu() - driver_before
-                plain_after["machine, all processes"] = machine_cpu()
-                # Warm-up right before the measurement, as the baseline's driver warms up its own: a Ray
-                # worker serves one driver's job and a node keeps few idle ones, so the baseline's run
-                # replaces the dispatcher's task workers.
-                openbatch_rate(server, 20)
-                cpu_before = cpu_by_role(server.process.pid)
-                cpu_before["machine, all processes"] = machine_cpu()
-                ours = openbatch_rate(server, args.jobs)
-                cpu_after = cpu_by_role(server.process.pid)
-                cpu_after["machine, all processes"] = machine_cpu()
+                for _round in range(args.rounds):
+                    plain += plain_ray_rate(cluster.address, args.jobs, 2)
+                    warm_up(server, 2 * args.cpus)
+                    before = cpu_by_role(server.process.pid)
+                    before["machine, all processes"] = machine_cpu()
+                    ours.append(openbatch_rate(server, args.jobs))
+                    after = cpu_by_role(server.process.pid)
+                    after["machine, all processes"] = machine_cpu()
+                    for role, used in after.items():
+                        cpu_after[role] = cpu_after.get(role, 0.0) + used
+                        cpu_before[role] = cpu_before.get(role, 0.0) + before.get(role, used)
                 counts = dispatcher_stats(cluster.address)
-                after = plain_ray_rate(cluster.address, args.jobs, 1)[0]
+                plain += plain_ray_rate(cluster.address, args.jobs, 2)
             finally:
                 server.stop()
     finally:
         cluster.stop()
-    baseline = (before + after) / 2
-    print(f"plain Ray tasks running `true`:     {before:8.1f} /s before, {after:.1f} /s after")
-    print(f"OpenBatch array of {args.jobs} on Ray:     {ours:8.1f} jobs/s")
-    print(f"OpenBatch / plain Ray:              {ours / baseline:8.1%}  (target >= 70%)")
+    baseline = statistics.mean(rate for rate, _cpu in plain)
+    measured = args.jobs * len(ours)
+    print(
+        f"plain Ray tasks running `true`:     {baseline:8.1f} /s  (mean of {len(plain)} rounds: "
+        f"{', '.join(f'{rate:.0f}' for rate, _cpu in plain)})"
+    )
+    print(
+        f"OpenBatch array of {args.jobs} on Ray:     {statistics.mean(ours):8.1f} jobs/s  (mean of {len(ours)} "
+        f"rounds: {', '.join(f'{rate:.0f}' for rate in ours)})"
+    )
+    print(f"OpenBatch / plain Ray:              {statistics.mean(ours) / baseline:8.1%}  (target >= 70%)")
     print(f"load average (1 min) at the end:    {os.getloadavg()[0]:8.1f}")
     print(
-        f"dispatcher, since it started (warm-up of 20 included): {counts['handed']} attempts in "
+        f"dispatcher, since it started (warm-ups included): {counts['handed']} attempts in "
         f"{counts['slots']} Ray tasks and {counts['calls']} slot calls; {counts['reports']} reports, "
         f"{counts['returned']} attempts given back"
     )
-    print("CPU per job or task, by process, in ms (Ray workers that ended during a run are not counted):")
-    print(f"  {'':38s} {'OpenBatch':>9s} {'plain Ray':>9s}")
-    for role in sorted(set(cpu_after) | set(plain_after), key=lambda role: (role.startswith("machine"), role)):
-        ours_ms = (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) * 1000 / args.jobs
-        plain_ms = (plain_after.get(role, 0.0) - plain_before.get(role, 0.0)) * 1000 / args.jobs
-        print(f"  {role:38s} {ours_ms:9.2f} {plain_ms:9.2f}")
+    print("CPU per OpenBatch job, by process (Ray workers that ended during a round are not counted):")
+    for role in sorted(cpu_after, key=lambda role: (role.startswith("machine"), role)):
+        print(f"  {role:38s} {(cpu_after[role] - cpu_before[role]) * 1000 / measured:6.2f} ms")
+    print(
+        f"  {'plain Ray, machine, all processes':38s} {statistics.mean(cpu for _rate, cpu in plain):6.2f} ms per task"
+    )
 
 
 if __name__ == "__main__":

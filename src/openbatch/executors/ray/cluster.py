@@ -35,7 +35,7 @@ _MIB = 1024 * 1024
 QUEUED_SECONDS = 0.25
 """About this much work per CPU is handed to Ray beyond what runs (see ``RayCluster.queued_per_cpu``)."""
 MAX_QUEUED_PER_CPU = 16.0
-_RUN_TIME_WEIGHT = 0.05
+_RUN_TIME_WEIGHT = 0.1
 """Weight of each attempt's run time in the running average that sets how many are queued in Ray."""
 
 

@@ -57,6 +57,9 @@ long enough for a server to answer an attempt's end with the next (a chain of de
 _BATCH = 16
 """At most this many attempts handed to a slot at once (they run back to back; see ``task.run_slot``)."""
 
+_SHORT_SECONDS = 0.05
+"""Attempts this short (the recent average) run several to a slot: a slot is submitted per batch queued."""
+
 _remote_attempt = ray.remote(max_retries=0)(run_attempt)
 _remote_slot = ray.remote(max_retries=0)(run_slot)
 
@@ -136,6 +139,8 @@ class Dispatcher:
         self._counts = {"slots": 0, "calls": 0, "handed": 0, "reports": 0, "returned": 0}
         """What the slots did, for ``stats`` (how many attempts each Ray task and each call carried)."""
         self._slot_ids = itertools.count()
+        self._run_seconds: float | None = None
+        """Running average of how long the attempts run in slots ran (process start to end)."""
 
     def _emit(self, kind: str, key: str, payload: Any) -> None:
         self._number += 1
@@ -182,9 +187,16 @@ class Dispatcher:
             waiting = shape.idle.popleft()
             if not waiting.done():
                 waiting.set_result(shape.queue.popleft())
-        while shape.starting < len(shape.queue):
+        while shape.starting < self._slots_wanted(shape):
             if not self._submit_slot(name, shape):
                 return
+
+    def _slots_wanted(self, shape: _Shape) -> int:
+        """Slots on their way that the queue of ``shape`` calls for: one per attempt (each may be long, and
+        is then the demand the Ray autoscaler sees), or one per batch while recent attempts were short."""
+        if self._run_seconds is None or self._run_seconds >= _SHORT_SECONDS:
+            return len(shape.queue)
+        return -(-len(shape.queue) // _BATCH)
 
     def _submit_slot(self, name: str, shape: _Shape) -> bool:
         context = ray.get_runtime_context()
@@ -240,6 +252,10 @@ class Dispatcher:
             if attempt.slot is not None:
                 attempt.slot.held.pop(key, None)
             result.setdefault("endedAt", _now())
+            if result.get("started") and result.get("startedAt") is not None:
+                seconds = max(result["endedAt"] - result["startedAt"], 0) / 1000
+                average = self._run_seconds
+                self._run_seconds = seconds if average is None else average + 0.1 * (seconds - average)
             self._end(key, result)
 
     def _requeue(self, keys: list[str]) -> None:
