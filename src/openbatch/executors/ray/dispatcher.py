@@ -220,25 +220,23 @@ class Dispatcher:
             self._end(key, {**result, "endedAt": _now()})
         shape.queue.clear()
 
-    def _take(self, name: str, shape: _Shape) -> list[str]:
+    def _take(self, name: str, shape: _Shape, first: bool) -> list[str]:
         """The next attempts for a slot of shape ``name``: the oldest of its shape, its share of them when
-        many wait, but none that waited less than an attempt of another shape (the slot then ends and Ray
-        hands its resources on)."""
-        if not shape.queue:
-            return []
-        oldest_elsewhere = min(
-            (self._attempts[other.queue[0]].order for n, other in self._shapes.items() if n != name and other.queue),
-            default=None,
-        )
+        many wait, but none that waited less than an attempt of another shape; a slot that ran one already
+        then ends, and Ray hands its resources on. (A slot just started takes its first attempt regardless:
+        Ray gave it those resources for one, and ending it would only have Ray start another.)"""
+        heads = (self._attempts.get(other.queue[0]) for n, other in self._shapes.items() if n != name and other.queue)
+        oldest_elsewhere = min((head.order for head in heads if head is not None), default=None)
         share = min(_BATCH, max(1, -(-len(shape.queue) // max(1, shape.running))))
         taken: list[str] = []
         while shape.queue and len(taken) < share:
             attempt = self._attempts.get(shape.queue[0])
-            if attempt is not None and oldest_elsewhere is not None and attempt.order > oldest_elsewhere:
+            if attempt is None or attempt.exit is not None:
+                shape.queue.popleft()  # forgotten or ended while it waited
+                continue
+            if oldest_elsewhere is not None and attempt.order > oldest_elsewhere and (taken or not first):
                 break
-            key = shape.queue.popleft()
-            if attempt is not None and attempt.exit is None:
-                taken.append(key)
+            taken.append(shape.queue.popleft())
         return taken
 
     def _waiting_elsewhere(self, name: str) -> bool:
@@ -293,7 +291,9 @@ class Dispatcher:
             shape.running += 1
         self._ended_in_slot(ended)
         self._counts["calls"] += 1
-        keys = self._take(slot.shape, shape)
+        keys = self._take(slot.shape, shape, first=not done_before)
+        if shape.queue:
+            self._serve(slot.shape, shape)  # those it left may call for a slot more (one per batch)
         if not keys and (ended or done_before) and not self._waiting_elsewhere(slot.shape):
             # Only a slot that ran something waits (for the next link of a chain, say); one that finds
             # its attempt taken by a slot that was quicker ends at once.
