@@ -21,7 +21,6 @@ Usage: ``python bench/ray_throughput.py [--jobs 1000] [--cpus 4] [--rounds 2]``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.ray_support import LocalRayCluster, RayNode
+from tests.ray_support import LocalRayCluster, RayNode, dispatcher_stats
 from tests.support import ServerProcess
 
 from bench.harness import Api, true_definition, wait_finished
@@ -126,26 +125,6 @@ def machine_cpu() -> float:
     ticks = [int(value) for value in fields]
     idle = ticks[3] + ticks[4]  # idle, iowait
     return (sum(ticks[:8]) - idle) / _TICK
-
-
-def dispatcher_stats(address: str) -> dict[str, int]:
-    """What the server's dispatcher actor counted (slot tasks, slot calls, attempts handed), read by a driver."""
-    code = (
-        "import json, sys, ray; ray.init(address=sys.argv[1], _node_ip_address='127.0.0.2', log_to_driver=False,"
-        " configure_logging=False); [name] = [a['name'] for a in ray.util.list_named_actors(all_namespaces=True)"
-        " if a['namespace'] == 'openbatch']; print(json.dumps(ray.get(ray.get_actor(name, namespace='openbatch')"
-        ".stats.remote())))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, address],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-        env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"},
-    )
-    counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
-    return counts
 
 
 def warm_up(server: ServerProcess, cpus: int) -> None:

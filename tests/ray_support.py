@@ -162,3 +162,30 @@ def _kill_session(sid: int, sig: int) -> None:
                 os.kill(int(name), sig)
         except OSError:
             continue
+
+
+def dispatcher_stats(address: str) -> dict[str, int]:
+    """What the dispatcher actors on the cluster at ``address`` counted (``Dispatcher.stats``: slot tasks,
+    slot calls, attempts handed and given back), summed, read by a driver process of its own."""
+    code = (
+        "import json, sys, ray\n"
+        "ray.init(address=sys.argv[1], _node_ip_address=sys.argv[1].split(':')[0], log_to_driver=False,"
+        " configure_logging=False)\n"
+        "actors = ray.util.list_named_actors(all_namespaces=True)\n"
+        "names = [a['name'] for a in actors if a['namespace'] == 'openbatch']\n"
+        "counts = {}\n"
+        "for one in ray.get([ray.get_actor(name, namespace='openbatch').stats.remote() for name in names]):\n"
+        "    for key, value in one.items():\n"
+        "        counts[key] = counts.get(key, 0) + value\n"
+        "print(json.dumps(counts))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, address],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={"RAY_USAGE_STATS_ENABLED": "0", "PATH": "/usr/bin:/bin"},
+    )
+    counts: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return counts

@@ -194,6 +194,36 @@ def test_a_job_queued_in_ray_is_starting_until_it_runs_and_terminate_stops_it_th
     assert output(ray_server, job) == []  # its process never started
 
 
+def test_short_jobs_run_several_to_a_ray_task_and_a_long_one_holds_up_none(
+    ray_server: ServerProcess, ray_queue: str, ray_cluster: LocalRayCluster
+) -> None:
+    """Short attempts are handed to slots (Ray tasks of one shape) several at a time; an attempt that runs
+    past its first report gives back those handed with it, which then run beside it, not after it."""
+    from tests.ray_support import dispatcher_stats
+
+    batch = ray_server.batch()
+    before = dispatcher_stats(ray_cluster.address)
+    warm = batch.submit_job(
+        jobName="short", jobQueue=ray_queue, jobDefinition=definition(batch, "true"), arrayProperties={"size": 60}
+    )["jobId"]
+    assert wait_for_status(batch, warm, ["SUCCEEDED", "FAILED"], timeout=120)["status"] == "SUCCEEDED"
+    middle = dispatcher_stats(ray_cluster.address)
+    handed, calls = middle["handed"] - before.get("handed", 0), middle["calls"] - before.get("calls", 0)
+    assert handed == 60 and calls < handed, (handed, calls)
+
+    script = 'if [ "$AWS_BATCH_JOB_ARRAY_INDEX" = 0 ]; then sleep 4; fi; echo "ran $AWS_BATCH_JOB_ARRAY_INDEX"'
+    array = batch.submit_job(
+        jobName="one-long", jobQueue=ray_queue, jobDefinition=definition(batch, script), arrayProperties={"size": 12}
+    )["jobId"]
+    assert wait_for_status(batch, array, ["SUCCEEDED", "FAILED"], timeout=120)["status"] == "SUCCEEDED"
+    children = batch.describe_jobs(jobs=[f"{array}:{index}" for index in range(12)])["jobs"]
+    ends = {job["arrayProperties"]["index"]: job["stoppedAt"] for job in children}
+    assert all(ends[index] < ends[0] - 2000 for index in range(1, 12)), ends
+    after = dispatcher_stats(ray_cluster.address)
+    assert after["returned"] > middle["returned"], (middle, after)
+    assert all(output(ray_server, job) == [f"ran {job['arrayProperties']['index']}"] for job in children)
+
+
 def test_a_server_restart_reattaches_to_a_running_ray_job(
     ray_server: ServerProcess, ray_queue: str, tmp_path: Path
 ) -> None:
