@@ -221,7 +221,8 @@ def test_short_jobs_run_several_to_a_ray_task_and_a_long_one_holds_up_none(
     assert all(ends[index] < ends[0] - 2000 for index in range(1, 12)), ends
     after = dispatcher_stats(ray_cluster.address)
     assert after["returned"] > middle["returned"], (middle, after)
-    assert all(output(ray_server, job) == [f"ran {job['arrayProperties']['index']}"] for job in children)
+    for child in children:
+        assert output(ray_server, dict(child)) == [f"ran {child['arrayProperties']['index']}"]
 
 
 def test_a_server_restart_reattaches_to_a_running_ray_job(
