@@ -84,10 +84,11 @@ class _Attempt:
 class _Slot:
     """A Ray task running attempts of one shape, one after another (``task.run_slot``)."""
 
-    __slots__ = ("held", "node", "ref", "shape")
+    __slots__ = ("held", "node", "options", "ref", "shape")
 
-    def __init__(self, shape: str) -> None:
+    def __init__(self, shape: str, options: dict[str, Any]) -> None:
         self.shape = shape
+        self.options = options
         self.ref: Any = None
         self.node: str | None = None
         """Its node's address, from its first call; None while Ray has not started it."""
@@ -202,7 +203,7 @@ class Dispatcher:
         context = ray.get_runtime_context()
         me = (context.get_actor_name(), context.namespace)
         slot_id = f"{next(self._slot_ids)}"
-        slot = _Slot(name)
+        slot = _Slot(name, shape.options)
         try:
             slot.ref = _remote_slot.options(**shape.options).remote(me, slot_id)
         except Exception as exc:
@@ -283,7 +284,7 @@ class Dispatcher:
             return None  # a slot of this actor before it restarted: its attempts are gone with that state
         shape = self._shapes.get(slot.shape)
         if shape is None:
-            shape = self._shapes[slot.shape] = _Shape({})
+            shape = self._shapes[slot.shape] = _Shape(slot.options)
         done_before = slot.node is not None
         if slot.node is None:
             slot.node = node
