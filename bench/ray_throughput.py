@@ -190,6 +190,7 @@ def main() -> None:
     )
     plain: list[tuple[float, float]] = []
     ours: list[float] = []
+    ours_cpu: list[dict[str, float]] = []
     cpu_before: dict[str, float] = {}
     cpu_after: dict[str, float] = {}
     try:
@@ -209,6 +210,9 @@ def main() -> None:
                     ours.append(openbatch_rate(server, args.jobs))
                     after = cpu_by_role(server.process.pid)
                     after["machine, all processes"] = machine_cpu()
+                    ours_cpu.append(
+                        {role: (used - before.get(role, used)) * 1000 / args.jobs for role, used in after.items()}
+                    )
                     for role, used in after.items():
                         cpu_after[role] = cpu_after.get(role, 0.0) + used
                         cpu_before[role] = cpu_before.get(role, 0.0) + before.get(role, used)
@@ -224,10 +228,15 @@ def main() -> None:
         f"plain Ray tasks running `true`:     {baseline:8.1f} /s  (mean of {len(plain)} rounds: "
         f"{', '.join(f'{rate:.0f}' for rate, _cpu in plain)})"
     )
-    print(
-        f"OpenBatch array of {args.jobs} on Ray:     {statistics.mean(ours):8.1f} jobs/s  (mean of {len(ours)} "
-        f"rounds: {', '.join(f'{rate:.0f}' for rate in ours)})"
+    rounds = ", ".join(
+        f"{rate:.0f} ({cpu['machine, all processes']:.2f} ms, server {cpu.get('server', 0.0):.2f})"
+        for rate, cpu in zip(ours, ours_cpu, strict=True)
     )
+    print(
+        f"OpenBatch array of {args.jobs} on Ray:     {statistics.mean(ours):8.1f} jobs/s  "
+        f"(mean of {len(ours)} rounds: {rounds})"
+    )
+    print(f"plain Ray machine CPU per task by round: {', '.join(f'{cpu:.2f} ms' for _rate, cpu in plain)}")
     print(f"OpenBatch / plain Ray:              {statistics.mean(ours) / baseline:8.1%}  (target >= 70%)")
     print(f"load average (1 min) at the end:    {os.getloadavg()[0]:8.1f}")
     print(
