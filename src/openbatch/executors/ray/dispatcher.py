@@ -267,6 +267,10 @@ class Dispatcher:
             name = attempt.slot.shape
             attempt.slot.held.pop(key, None)
             attempt.slot = None
+            if attempt.stop is not None:
+                # Stopped while it waited in the slot's hand: it never starts.
+                self._end(key, {"started": False, "reason": attempt.stop[1], "lines": [], "endedAt": _now()})
+                continue
             shape = self._shapes.get(name)
             if shape is None:
                 shape = self._shapes[name] = _Shape(attempt.options)
