@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,25 @@ def test_a_guard_kills_nothing_once_its_job_has_ended() -> None:
         job.kill()
         job.wait()
         os.close(guard.group)
+
+
+def test_an_attempt_runs_in_its_working_directory_which_goes_if_left_empty(tmp_path: Path) -> None:
+    """As on the node: the attempt's directory is made for it, and removed after it unless the job left files."""
+    try:
+        spec = {"command": ["sh", "-c", "pwd"], "environment": PATH, "workingDir": str(tmp_path / "a"), "memoryMib": 0}
+        result = task._run(("no-dispatcher", "none"), "job#1", spec, "127.0.0.1")
+        assert (result["exitCode"], [line for _at, line in result["lines"]]) == (0, [str(tmp_path / "a")])
+        assert not (tmp_path / "a").exists()
+        spec = {**spec, "command": ["sh", "-c", "echo kept > out.txt"], "workingDir": str(tmp_path / "b")}
+        assert task._run(("no-dispatcher", "none"), "job#2", spec, "127.0.0.1")["exitCode"] == 0
+        assert (tmp_path / "b" / "out.txt").read_text() == "kept\n"
+        spec = {**spec, "command": ["openbatch-no-such-command"], "workingDir": str(tmp_path / "c")}
+        result = task._run(("no-dispatcher", "none"), "job#3", spec, "127.0.0.1")
+        assert result["started"] is False and result["reason"].startswith(task.NOT_STARTED)
+        assert not (tmp_path / "c").exists()
+    finally:
+        for guard in task._GUARDS:
+            os.close(guard._pipe)
+            guard.process.wait(timeout=10)
+            os.close(guard.group)
+        task._GUARDS.clear()

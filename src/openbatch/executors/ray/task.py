@@ -201,6 +201,11 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def _remove_if_empty(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
 def _working_dir(wanted: str) -> str:
     """The job's working directory as the server named it, if this node can make it; else a fresh one."""
     try:
@@ -317,6 +322,7 @@ def _run(
     environment["OPENBATCH_NODE_ADDRESS"] = node
     started = int(time.time() * 1000)
     guard = _guard()
+    cwd = _working_dir(spec["workingDir"])
     try:
         if guard is not None:
             argv, before_exec = list(spec["command"]), None
@@ -324,13 +330,14 @@ def _run(
             argv, before_exec = _argv(list(spec["command"]), environment)
         proc = subprocess.Popen(
             argv,
-            cwd=_working_dir(spec["workingDir"]),
+            cwd=cwd,
             env=environment,
             process_group=0,
             preexec_fn=before_exec,
             **_PIPES,
         )
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        _remove_if_empty(cwd)
         ended = int(time.time() * 1000)
         return {"started": False, "reason": f"{NOT_STARTED}{exc}", "node": node, "lines": [], "endedAt": ended}
     if guard is not None:
@@ -340,6 +347,8 @@ def _run(
     finally:
         if guard is not None:
             guard.watch(0)
+        # On this node, as the server removes a local job's: one the job left files in stays for the user.
+        _remove_if_empty(cwd)
 
 
 class _Follow:
@@ -424,6 +433,8 @@ class _Follow:
                 _signal_group(proc.pid, signal.SIGKILL)
                 self.kill_at = None
         selector.close()
+        proc.stdout.close()
+        proc.stderr.close()
         code = proc.wait()
         _signal_group(proc.pid, signal.SIGKILL)
         exit_code = 128 - code if code < 0 else code
