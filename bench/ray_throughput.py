@@ -236,6 +236,8 @@ def main() -> None:
         f"OpenBatch array of {args.jobs} on Ray:     {statistics.mean(ours):8.1f} jobs/s  "
         f"(mean of {len(ours)} rounds: {rounds})"
     )
+    for number, cpu in enumerate(ours_cpu, 1):
+        print(f"round {number}: " + ", ".join(f"{role} {ms:.2f}" for role, ms in sorted(cpu.items())))
     print(f"plain Ray machine CPU per task by round: {', '.join(f'{cpu:.2f} ms' for _rate, cpu in plain)}")
     print(f"OpenBatch / plain Ray:              {statistics.mean(ours) / baseline:8.1%}  (target >= 70%)")
     print(f"load average (1 min) at the end:    {os.getloadavg()[0]:8.1f}")

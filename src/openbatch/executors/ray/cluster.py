@@ -35,7 +35,7 @@ _MIB = 1024 * 1024
 QUEUED_SECONDS = 0.25
 """About this much work per CPU is handed to Ray beyond what runs (see ``RayCluster.queued_per_cpu``)."""
 MAX_QUEUED_PER_CPU = 16.0
-_RUN_TIME_WEIGHT = 0.1
+_RUN_TIME_WEIGHT = 0.2
 """Weight of each attempt's run time in the running average that sets how many are queued in Ray."""
 
 
@@ -270,6 +270,9 @@ class RayCluster:
                     job_id, _sep, number = key.rpartition("#")
                     if key in self._callbacks and number.isdigit():
                         self.on_start(job_id, int(number), payload.get("startedAt"))
+                    # Reported while it runs: it runs long enough that one attempt per CPU in Ray will
+                    # do, known now rather than when it ends (perhaps hours later).
+                    self._sample(QUEUED_SECONDS)
                 elif kind == "exit":
                     self._write(key, payload.get("lines", ()))
                     info = exit_from_result(payload)
@@ -283,7 +286,9 @@ class RayCluster:
     def _ran(self, info: ExitInfo) -> None:
         if info.started_at is None or info.ended_at is None or not info.started:
             return
-        seconds = max(info.ended_at - info.started_at, 0) / 1000
+        self._sample(max(info.ended_at - info.started_at, 0) / 1000)
+
+    def _sample(self, seconds: float) -> None:
         average = self._run_seconds
         self._run_seconds = seconds if average is None else average + _RUN_TIME_WEIGHT * (seconds - average)
 

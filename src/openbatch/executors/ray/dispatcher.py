@@ -54,7 +54,7 @@ _SLOT_IDLE_SECONDS = 0.1
 """How long a slot that finds no attempt of its shape waits for one before it hands its resources back:
 long enough for a server to answer an attempt's end with the next (a chain of dependent jobs)."""
 
-_BATCH = 16
+_BATCH = 8
 """At most this many attempts handed to a slot at once (they run back to back; see ``task.run_slot``)."""
 
 _SHORT_SECONDS = 0.05
@@ -252,10 +252,12 @@ class Dispatcher:
                 attempt.slot.held.pop(key, None)
             result.setdefault("endedAt", _now())
             if result.get("started") and result.get("startedAt") is not None:
-                seconds = max(result["endedAt"] - result["startedAt"], 0) / 1000
-                average = self._run_seconds
-                self._run_seconds = seconds if average is None else average + 0.1 * (seconds - average)
+                self._sample(max(result["endedAt"] - result["startedAt"], 0) / 1000)
             self._end(key, result)
+
+    def _sample(self, seconds: float) -> None:
+        average = self._run_seconds
+        self._run_seconds = seconds if average is None else average + 0.2 * (seconds - average)
 
     def _requeue(self, keys: list[str]) -> None:
         """Attempts a slot gives back, not started: first in their queue again (they are the oldest)."""
@@ -493,6 +495,8 @@ class Dispatcher:
             # Its first report: the server shows the job RUNNING from its real start (it was STARTING,
             # possibly queued in Ray behind other tasks). A job too short to report starts with its end.
             self._emit("start", key, {"node": node, "startedAt": started})
+            if started is not None:
+                self._sample(max(_now() - started, 0) / 1000)  # not short: known now, not when it ends
         attempt.node = node
         if lines:
             self._emit("log", key, lines)
