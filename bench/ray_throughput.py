@@ -62,6 +62,11 @@ for _ in range(int(sys.argv[3])):
 """
 
 
+SETTLE_SECONDS = 3.0
+"""A pause before each side's turn: the nodes end the other driver's idle Ray workers (beyond one per CPU)
+then, rather than during the measurement."""
+
+
 def plain_ray_rate(address: str, jobs: int, rounds: int) -> list[tuple[float, float]]:
     """(tasks per second, machine CPU ms per task) of each round, in a driver process of its own (as the
     server is one)."""
@@ -203,7 +208,9 @@ def main() -> None:
             try:
                 assert server.process is not None
                 for _round in range(args.rounds):
+                    time.sleep(SETTLE_SECONDS)
                     plain += plain_ray_rate(cluster.address, args.jobs, 2)
+                    time.sleep(SETTLE_SECONDS)
                     warm_up(server, 2 * args.cpus)
                     before = cpu_by_role(server.process.pid)
                     before["machine, all processes"] = machine_cpu()
@@ -217,6 +224,7 @@ def main() -> None:
                         cpu_after[role] = cpu_after.get(role, 0.0) + used
                         cpu_before[role] = cpu_before.get(role, 0.0) + before.get(role, used)
                 counts = dispatcher_stats(cluster.address)
+                time.sleep(SETTLE_SECONDS)
                 plain += plain_ray_rate(cluster.address, args.jobs, 2)
             finally:
                 server.stop()
