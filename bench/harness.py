@@ -133,14 +133,15 @@ def make_queue(api: Api, name: str, max_vcpus: int, *, enabled: bool = True) -> 
     return name
 
 
-def true_definition(api: Api, name: str = "true") -> str:
+def true_definition(api: Api, name: str = "true", command: Sequence[str] = ("true",)) -> str:
+    """A 1-vCPU, 16 MiB job definition running ``command`` (``true`` unless told otherwise)."""
     api.call(
         "RegisterJobDefinition",
         jobDefinitionName=name,
         type="container",
         containerProperties={
             "image": "none",
-            "command": ["true"],
+            "command": list(command),
             "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
         },
     )

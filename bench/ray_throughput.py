@@ -138,17 +138,7 @@ def warm_up(server: ServerProcess, cpus: int) -> None:
     0.3 s jobs as there are CPUs, then 20 trivial ones."""
     api = Api(server.url)
     try:
-        name = f"sleep-{time.monotonic_ns()}"
-        api.call(
-            "RegisterJobDefinition",
-            jobDefinitionName=name,
-            type="container",
-            containerProperties={
-                "image": "none",
-                "command": ["sleep", "0.3"],
-                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "16"}],
-            },
-        )
+        name = true_definition(api, f"sleep-{time.monotonic_ns()}", command=("sleep", "0.3"))
         job_id = api.call(
             "SubmitJob", jobName="warm", jobQueue="default", jobDefinition=name, arrayProperties={"size": cpus}
         )["jobId"]
