@@ -65,13 +65,15 @@ _remote_slot = ray.remote(max_retries=0)(run_slot)
 
 
 class _Attempt:
-    __slots__ = ("exit", "node", "options", "order", "ref", "slot", "spec", "stop")
+    __slots__ = ("exit", "node", "options", "order", "ref", "shape", "slot", "spec", "stop")
 
     def __init__(self, spec: dict[str, Any], options: dict[str, Any], order: int) -> None:
         self.spec = spec
         self.options = options
         self.order = order
         """Launch order: a slot takes an attempt of its own shape only if none of another shape waited longer."""
+        self.shape = json.dumps(options, sort_keys=True)
+        """The name of its shape (the Ray options it asks for): attempts of one shape share slots."""
         self.ref: Any = None
         """The task of a node of a multi-node job, once its placement group is ready."""
         self.slot: _Slot | None = None
@@ -175,7 +177,7 @@ class Dispatcher:
     # --- slots ------------------------------------------------------------------------------------
 
     def _enqueue(self, key: str, attempt: _Attempt) -> None:
-        name = json.dumps(attempt.options, sort_keys=True)
+        name = attempt.shape
         shape = self._shapes.get(name)
         if shape is None:
             shape = self._shapes[name] = _Shape(attempt.options)
@@ -266,7 +268,7 @@ class Dispatcher:
             attempt = self._attempts.get(key)
             if attempt is None or attempt.exit is not None or attempt.slot is None:
                 continue
-            name = attempt.slot.shape
+            name = attempt.shape
             attempt.slot.held.pop(key, None)
             attempt.slot = None
             if attempt.stop is not None:
@@ -331,17 +333,13 @@ class Dispatcher:
 
     async def _follow_slot(self, slot_id: str, slot: _Slot) -> None:
         """A slot's task ends: normally once it is given nothing more; otherwise with what it held."""
+        could_not_run = False
         try:
             await slot.ref
             result: dict[str, Any] | None = None
-        except rex.TaskCancelledError:
-            result = {"started": True, "exitCode": 137, "lines": []}
-        except _LOST_ERRORS as exc:
-            result = {"started": True, "exitCode": None, "reason": HOST_LOST, "lines": []}
-            result["lostHost"] = slot.node or _node_of(exc)
         except Exception as exc:
-            result = {"started": False, "reason": f"CannotStartContainerError: {type(exc).__name__}: {exc}"}
-            result["lines"] = []
+            result = _not_returned(exc, slot.node)
+            could_not_run = not isinstance(exc, (rex.TaskCancelledError, *_LOST_ERRORS))
         self._slots.pop(slot_id, None)
         shape = self._shapes.get(slot.shape)
         if shape is not None:
@@ -374,7 +372,7 @@ class Dispatcher:
                 self._end(key, ended)
         if shape is None:
             return
-        if result is not None and result.get("started") is False and slot.node is None:
+        if could_not_run and result is not None and slot.node is None:
             self._fail_queue(shape, result)  # its task could not start at all: the rest would wait for ever
         self._serve(slot.shape, shape)
         if not (shape.queue or shape.starting or shape.running or shape.idle):
@@ -450,16 +448,10 @@ class Dispatcher:
     async def _follow(self, key: str, attempt: _Attempt) -> None:
         try:
             result: dict[str, Any] = await attempt.ref
-        except rex.TaskCancelledError:
-            result = {"started": attempt.node is not None, "exitCode": 137 if attempt.node else None, "lines": []}
-            if attempt.stop is not None:
-                result["reason"] = attempt.stop[1]
-        except _LOST_ERRORS as exc:
-            result = {"started": True, "exitCode": None, "reason": HOST_LOST, "lines": []}
-            result["lostHost"] = attempt.node or _node_of(exc)
         except Exception as exc:
-            result = {"started": False, "reason": f"CannotStartContainerError: {type(exc).__name__}: {exc}"}
-            result["lines"] = []
+            result = _not_returned(exc, attempt.node)
+            if isinstance(exc, rex.TaskCancelledError) and attempt.stop is not None:
+                result["reason"] = attempt.stop[1]
         result["endedAt"] = int(time.time() * 1000)
         self._end(key, result)
 
@@ -525,7 +517,7 @@ class Dispatcher:
     def _stop_in_slot(self, key: str, attempt: _Attempt, grace: float) -> None:
         if attempt.slot is None:
             # Still waiting for a slot: it never starts.
-            shape = self._shapes.get(json.dumps(attempt.options, sort_keys=True))
+            shape = self._shapes.get(attempt.shape)
             if shape is not None and key in shape.queue:
                 shape.queue.remove(key)
             assert attempt.stop is not None
@@ -580,6 +572,16 @@ class Dispatcher:
 
     async def last_event(self) -> int:
         return self._number
+
+
+def _not_returned(exc: Exception, node: str | None) -> dict[str, Any]:
+    """The exit of an attempt (or a slot's) whose Ray task raised ``exc`` rather than returning: cancelled,
+    lost with its node, or not run at all. ``node``: where it reported from, None if it never did."""
+    if isinstance(exc, rex.TaskCancelledError):
+        return {"started": node is not None, "exitCode": 137 if node else None, "lines": []}
+    if isinstance(exc, _LOST_ERRORS):
+        return {"started": True, "exitCode": None, "reason": HOST_LOST, "lines": [], "lostHost": node or _node_of(exc)}
+    return {"started": False, "reason": f"CannotStartContainerError: {type(exc).__name__}: {exc}", "lines": []}
 
 
 def _now() -> int:
