@@ -39,7 +39,7 @@ def test_long_attempts_queue_one_per_cpu_and_say_so_at_their_first_report(tmp_pa
         _ended(cluster, 2)
     assert cluster.queued_per_cpu() == MAX_QUEUED_PER_CPU
     for _ in range(15):
-        cluster._sample(QUEUED_SECONDS)  # what a start event (a first report, 0.1 s in) counts for
+        cluster._run_time.add(QUEUED_SECONDS)  # what a start event (a first report, 0.1 s in) counts for
     assert cluster.queued_per_cpu() < 1.1
     for _ in range(10):
         _ended(cluster, 3_600_000)

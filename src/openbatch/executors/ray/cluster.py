@@ -20,6 +20,7 @@ from openbatch.domain.jobspec import Resources
 from openbatch.domain.resources import ComputeEnvironment
 from openbatch.executors.base import HOST_LOST, ExitCallback, ExitInfo, Handle, LaunchSpec, attempt_key, deliver_exit
 from openbatch.executors.binding import RESOURCES_TAG, parse_resources
+from openbatch.executors.ray.average import RunTime
 from openbatch.logs.store import LogStore, LogWriter
 from openbatch.scheduler.capacity import INSUFFICIENT, JOB_RESOURCE, Refusal
 from openbatch.supervisor.client import KnownAttempt
@@ -35,8 +36,6 @@ _MIB = 1024 * 1024
 QUEUED_SECONDS = 0.25
 """About this much work per CPU is handed to Ray beyond what runs (see ``RayCluster.queued_per_cpu``)."""
 MAX_QUEUED_PER_CPU = 16.0
-_RUN_TIME_WEIGHT = 0.2
-"""Weight of each attempt's run time in the running average that sets how many are queued in Ray."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +149,8 @@ class RayCluster:
         self._polls_sent = 0
         self._deferred: dict[str, tuple[ExitInfo, int]] = {}
         """Re-attached attempts that had ended: (exit, polls sent when attached)."""
-        self._run_seconds: float | None = None
-        """Running average of how long attempts ran on the cluster (process start to end)."""
+        self._run_time = RunTime()
+        """How long attempts ran on the cluster (process start to end), recent ones counting most."""
 
     # --- connection --------------------------------------------------------------------
 
@@ -272,7 +271,7 @@ class RayCluster:
                         self.on_start(job_id, int(number), payload.get("startedAt"))
                     # Reported while it runs: it runs long enough that one attempt per CPU in Ray will
                     # do, known now rather than when it ends (perhaps hours later).
-                    self._sample(QUEUED_SECONDS)
+                    self._run_time.add(QUEUED_SECONDS)
                 elif kind == "exit":
                     self._write(key, payload.get("lines", ()))
                     info = exit_from_result(payload)
@@ -286,11 +285,7 @@ class RayCluster:
     def _ran(self, info: ExitInfo) -> None:
         if info.started_at is None or info.ended_at is None or not info.started:
             return
-        self._sample(max(info.ended_at - info.started_at, 0) / 1000)
-
-    def _sample(self, seconds: float) -> None:
-        average = self._run_seconds
-        self._run_seconds = seconds if average is None else average + _RUN_TIME_WEIGHT * (seconds - average)
+        self._run_time.add_span(info.started_at, info.ended_at)
 
     def queued_per_cpu(self) -> float:
         """vCPUs of attempts handed to Ray beyond its CPUs, per CPU: about ``QUEUED_SECONDS`` of work at the
@@ -300,9 +295,10 @@ class RayCluster:
         hand a slot several short attempts in one call (see ``dispatcher.py``); while attempts are long,
         at most one per CPU waits in Ray, so the server's own order (priorities, fair share) decides the
         rest."""
-        if self._run_seconds is None:
+        seconds = self._run_time.seconds
+        if seconds is None:
             return 1.0
-        return max(1.0, min(MAX_QUEUED_PER_CPU, QUEUED_SECONDS / max(self._run_seconds, 0.001)))
+        return max(1.0, min(MAX_QUEUED_PER_CPU, QUEUED_SECONDS / max(seconds, 0.001)))
 
     def _write(self, key: str, lines: Iterable[tuple[int, str]]) -> None:
         lines = list(lines)

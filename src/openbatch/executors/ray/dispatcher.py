@@ -36,6 +36,7 @@ from ray import exceptions as rex
 from ray.util.placement_group import PlacementGroup, placement_group, placement_group_table, remove_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
+from openbatch.executors.ray.average import RunTime
 from openbatch.executors.ray.task import run_attempt, run_slot
 
 HOST_LOST = "The host stopped while this attempt was running"
@@ -142,8 +143,8 @@ class Dispatcher:
         self._counts = {"slots": 0, "calls": 0, "handed": 0, "reports": 0, "returned": 0}
         """What the slots did, for ``stats`` (how many attempts each Ray task and each call carried)."""
         self._slot_ids = itertools.count()
-        self._run_seconds: float | None = None
-        """Running average of how long the attempts run in slots ran (process start to end)."""
+        self._run_time = RunTime()
+        """How long the attempts run in slots ran (process start to end), recent ones counting most."""
 
     def _emit(self, kind: str, key: str, payload: Any) -> None:
         self._number += 1
@@ -197,7 +198,8 @@ class Dispatcher:
     def _slots_wanted(self, shape: _Shape) -> int:
         """Slots on their way that the queue of ``shape`` calls for: one per attempt (each may be long, and
         is then the demand the Ray autoscaler sees), or one per batch while recent attempts were short."""
-        if self._run_seconds is None or self._run_seconds >= _SHORT_SECONDS:
+        seconds = self._run_time.seconds
+        if seconds is None or seconds >= _SHORT_SECONDS:
             return len(shape.queue)
         return -(-len(shape.queue) // _BATCH)
 
@@ -254,12 +256,8 @@ class Dispatcher:
                 attempt.slot.held.pop(key, None)
             result.setdefault("endedAt", _now())
             if result.get("started") and result.get("startedAt") is not None:
-                self._sample(max(result["endedAt"] - result["startedAt"], 0) / 1000)
+                self._run_time.add_span(result["startedAt"], result["endedAt"])
             self._end(key, result)
-
-    def _sample(self, seconds: float) -> None:
-        average = self._run_seconds
-        self._run_seconds = seconds if average is None else average + 0.2 * (seconds - average)
 
     def _requeue(self, keys: list[str]) -> None:
         """Attempts a slot gives back, not started: first in their queue again (they are the oldest)."""
@@ -488,7 +486,7 @@ class Dispatcher:
             # possibly queued in Ray behind other tasks). A job too short to report starts with its end.
             self._emit("start", key, {"node": node, "startedAt": started})
             if started is not None:
-                self._sample(max(_now() - started, 0) / 1000)  # not short: known now, not when it ends
+                self._run_time.add_span(started, _now())  # not short: known now, not when it ends
         attempt.node = node
         if lines:
             self._emit("log", key, lines)
