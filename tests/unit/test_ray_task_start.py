@@ -26,11 +26,11 @@ def test_missing_command_fails_to_start() -> None:
         task._argv(["/nonexistent/openbatch-no-such-command"], PATH)
 
 
-@pytest.mark.skipif(task._SETPRIV is None, reason="no setpriv with --pdeathsig on this machine")
+@pytest.mark.skipif(task.setpriv() is None, reason="no setpriv with --pdeathsig on this machine")
 def test_command_runs_under_setpriv_with_its_own_arguments() -> None:
     argv, before_exec = task._argv(["sh", "-c", 'echo "$0 $1"; exit 3', "zero", "one"], PATH)
     assert before_exec is None  # no preexec_fn: subprocess may vfork
-    assert argv[:4] == [task._SETPRIV, "--pdeathsig", "KILL", "--"]
+    assert argv[:4] == [task.setpriv(), "--pdeathsig", "KILL", "--"]
     done = subprocess.run(argv, env=PATH, capture_output=True, text=True, process_group=0, timeout=30)
     assert (done.returncode, done.stdout) == (3, "zero one\n")
 

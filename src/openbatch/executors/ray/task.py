@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import selectors
 import shutil
@@ -60,7 +61,12 @@ Lines = list[tuple[int, str]]
 """(epoch ms, message) events, in order."""
 
 
-def _setpriv() -> str | None:
+@functools.cache
+def setpriv() -> str | None:
+    """util-linux's ``setpriv`` if it has ``--pdeathsig``: it sets the parent-death signal and execs the command.
+    The fallback to the guard, preferred to a ``preexec_fn``, which makes ``subprocess`` fork the whole Ray worker
+    (threads, gRPC's fork handlers) instead of vfork-ing it: measured 110 ms median per job under load against
+    about 2 ms. Looked for once, and only where the guard cannot start."""
     path = shutil.which("setpriv")
     if path is None:
         return None
@@ -75,10 +81,6 @@ try:
     _PRCTL: Any = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):
     _PRCTL = None
-_SETPRIV = _setpriv()
-"""util-linux's ``setpriv --pdeathsig``: sets the parent-death signal and execs the command. Preferred to a
-``preexec_fn``, which makes ``subprocess`` fork the whole Ray worker (threads, gRPC's fork handlers) instead
-of vfork-ing it: measured 110 ms median per job under load against about 2 ms."""
 _DISPATCHERS: dict[str, Any] = {}
 """Dispatcher actor handles by name, looked up once per Ray worker (a lookup asks the GCS)."""
 
@@ -96,7 +98,8 @@ def _argv(command: list[str], environment: dict[str, str]) -> tuple[list[str], A
 
     Through ``setpriv`` the executable is looked up first, so that a missing one still fails to start
     (``CannotStartContainerError``) rather than becoming the wrapper's exit status."""
-    if _SETPRIV is None or not command:
+    wrapper = setpriv()
+    if wrapper is None or not command:
         return command, _die_with_worker
     program = command[0]
     if "/" not in program:
@@ -105,7 +108,7 @@ def _argv(command: list[str], environment: dict[str, str]) -> tuple[list[str], A
         found = program if not os.path.isabs(program) or os.access(program, os.X_OK) else None
     if found is None:
         raise FileNotFoundError(2, "No such file or directory", program)
-    return [_SETPRIV, "--pdeathsig", "KILL", "--", *command], None
+    return [wrapper, "--pdeathsig", "KILL", "--", *command], None
 
 
 _GUARD_CODE = """
